@@ -1,0 +1,336 @@
+"""Datasets and corpora for the lessons, through one function: `load_dataset(name, split)`.
+
+What it does:
+- Reads a local copy when the environment variable `MINIBERT_DATA` names a folder laid out like the course's data
+  folder (`wikitext-2/valid.txt`, `sst-2/dev.tsv`, `squad-v1.1/dev-v1.1.json`, ...). This is how CI and offline
+  classrooms run.
+- Otherwise downloads the real dataset from the Hugging Face hub through the `datasets` library, and converts it to
+  the same records as the local copy, so a lesson cannot tell the two apart.
+- Raises `DatasetUnavailableError` saying which dataset, where it looked and how to fix it when it can do neither.
+- `vocab_file(model_name)` finds the real vocab of `bert-base-uncased` or `bert-base-chinese` the same way.
+
+Records are plain Python dicts:
+- corpora (`wikitext-2`, `wikitext-103`, `bert-sample-text`, `zh-wiki-sample`): {"text"}, one per line
+- `sst2`, `chnsenticorp`: {"sentence", "label"}; `mrpc`, `rte`: {"sentence1", "sentence2", "label"}
+- NER sets: {"tokens": [...], "ner_tags": ["B-PER", "O", ...]} (tags as strings, BIO)
+- `squad`, `cmrc2018`: {"id", "title", "context", "question", "answers": {"text": [...], "answer_start": [...]}}
+
+What it leaves out: caching to disk (the files are small, and `datasets` caches downloads itself) and streaming.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+ENV_VAR = "MINIBERT_DATA"
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset that is neither in MINIBERT_DATA nor downloadable right now."""
+
+
+def data_dir() -> str | None:
+    """The folder named by MINIBERT_DATA, or None when it is not set."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    return value or None
+
+
+# ---------------------------------------------------------------------------------------------------- local parsers
+
+
+def _read_lines(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [{"text": line.rstrip("\n")} for line in f]
+
+
+def _read_tsv(path: Path) -> list[list[str]]:
+    # utf-8-sig drops MRPC's byte order mark; QUOTE_NONE because MRPC and SST-2 hold bare quotes
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return rows[1:]  # header
+
+
+def _read_sst2(path: Path) -> list[dict]:
+    return [{"sentence": r[0].strip(), "label": int(r[1])} for r in _read_tsv(path)]
+
+
+def _read_mrpc(path: Path) -> list[dict]:
+    return [{"sentence1": r[3], "sentence2": r[4], "label": int(r[0])} for r in _read_tsv(path)]
+
+
+RTE_LABELS = ["entailment", "not_entailment"]
+
+
+def _read_rte(path: Path) -> list[dict]:
+    return [{"sentence1": r[1], "sentence2": r[2], "label": RTE_LABELS.index(r[3])} for r in _read_tsv(path)]
+
+
+def _read_chnsenticorp(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{"sentence": r["review"], "label": int(r["label"])} for r in rows if r["review"]]
+
+
+def _read_columns(path: Path, sep: str | None, token: Callable[[str], str] = lambda t: t, tag_col: int = -1):
+    """CoNLL-style files: one token per line with its tag in a column, blank lines between sentences."""
+    sentences, tokens, tags = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            parts = line.split(sep) if line.strip() else []
+            if not parts or parts[0] == "-DOCSTART-":
+                if tokens:
+                    sentences.append({"tokens": tokens, "ner_tags": tags})
+                tokens, tags = [], []
+                continue
+            tokens.append(token(parts[0]))
+            tags.append(parts[tag_col])
+    if tokens:
+        sentences.append({"tokens": tokens, "ner_tags": tags})
+    return sentences
+
+
+def _read_squad(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        articles = json.load(f)["data"]
+    examples = []
+    for article in articles:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                answers = qa.get("answers", [])
+                examples.append({
+                    "id": qa["id"],
+                    "title": article.get("title", ""),
+                    "context": paragraph["context"],
+                    "question": qa["question"],
+                    "answers": {"text": [a["text"] for a in answers],
+                                "answer_start": [a["answer_start"] for a in answers]},
+                })
+    return examples
+
+
+# ------------------------------------------------------------------------------------------ converters from the hub
+
+
+def _hub_text(row):
+    return {"text": row["text"].rstrip("\n")}
+
+
+def _hub_ner(names):
+    def convert(row):
+        tags = row["ner_tags"]
+        return {"tokens": list(row["tokens"]), "ner_tags": [names[t] if isinstance(t, int) else t for t in tags]}
+    return convert
+
+
+def _hub_squad(row):
+    return {"id": row["id"], "title": row.get("title", ""), "context": row["context"], "question": row["question"],
+            "answers": {"text": list(row["answers"]["text"]), "answer_start": list(row["answers"]["answer_start"])}}
+
+
+CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+WNUT_TAGS = ["O", "B-corporation", "I-corporation", "B-creative-work", "I-creative-work", "B-group", "I-group",
+             "B-location", "I-location", "B-person", "I-person", "B-product", "I-product"]
+WIKIANN_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives: local files (relative to MINIBERT_DATA) and the hub id, per split."""
+
+    description: str
+    local: dict[str, str]                      # split -> file under MINIBERT_DATA
+    parse: Callable[[Path], list[dict]] | None  # how to read a local file
+    hub: tuple[str, str | None] | None         # (hub id, config) for `datasets.load_dataset`
+    hub_splits: dict[str, str] = field(default_factory=dict)  # our split -> hub split
+    convert: Callable[[dict], dict] | None = None  # hub row -> our record
+
+
+def _ner(paths, hub, names, sep=None, token=lambda t: t):
+    return dict(local=paths, parse=lambda p: _read_columns(p, sep, token), hub=hub,
+                hub_splits={s: s for s in ("train", "validation", "test")}, convert=_hub_ner(names))
+
+
+GLUE = {"train": "train", "validation": "validation"}
+SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+
+DATASETS: dict[str, DatasetSpec] = {
+    "wikitext-2": DatasetSpec(
+        "WikiText-2 (tokenized, one line per paragraph or heading)",
+        {"validation": "wikitext-2/valid.txt", "test": "wikitext-2/test.txt"}, _read_lines,
+        ("Salesforce/wikitext", "wikitext-2-v1"), SPLITS, _hub_text),
+    "wikitext-103": DatasetSpec(
+        "WikiText-103 (tokenized), the full-mode pretraining corpus", {}, _read_lines,
+        ("Salesforce/wikitext", "wikitext-103-v1"), SPLITS, _hub_text),
+    "bert-sample-text": DatasetSpec(
+        "Google's BERT sample_text.txt (one sentence per line, blank line between documents)",
+        {"train": "bert-sample-text/sample_text.txt"}, _read_lines, None),
+    "zh-wiki-sample": DatasetSpec(
+        "A Chinese Wikipedia sample (4 long lines)", {"train": "zh-wiki-sample/test_wiki.zh.text"}, _read_lines, None),
+    "sst2": DatasetSpec(
+        "GLUE SST-2 sentiment (0 negative, 1 positive)", {"train": "sst-2/train.tsv", "validation": "sst-2/dev.tsv"},
+        _read_sst2, ("nyu-mll/glue", "sst2"), GLUE, lambda r: {"sentence": r["sentence"], "label": r["label"]}),
+    "mrpc": DatasetSpec(
+        "GLUE MRPC paraphrase (1 paraphrase)", {"train": "mrpc/train.tsv", "validation": "mrpc/dev.tsv"}, _read_mrpc,
+        ("nyu-mll/glue", "mrpc"), GLUE,
+        lambda r: {"sentence1": r["sentence1"], "sentence2": r["sentence2"], "label": r["label"]}),
+    "rte": DatasetSpec(
+        "GLUE RTE entailment (0 entailment, 1 not_entailment)", {"train": "rte/train.tsv", "validation": "rte/dev.tsv"},
+        _read_rte, ("nyu-mll/glue", "rte"), GLUE,
+        lambda r: {"sentence1": r["sentence1"], "sentence2": r["sentence2"], "label": r["label"]}),
+    "chnsenticorp": DatasetSpec(
+        "ChnSentiCorp Chinese hotel reviews (0 negative, 1 positive)",
+        {"train": "chnsenticorp/ChnSentiCorp_htl_all.csv"}, _read_chnsenticorp,
+        ("lansinuote/ChnSentiCorp", None), SPLITS, lambda r: {"sentence": r["text"], "label": r["label"]}),
+    "conll2003": DatasetSpec(
+        "CoNLL-2003 English NER (BIO: PER, ORG, LOC, MISC)",
+        **_ner({"train": "conll2003/train.txt", "validation": "conll2003/valid.txt", "test": "conll2003/test.txt"},
+               ("eriktks/conll2003", None), CONLL_TAGS)),
+    "wnut17": DatasetSpec(
+        "WNUT-17 emerging entities (BIO, CC BY 4.0)",
+        **_ner({"train": "wnut17/wnut17train.conll", "validation": "wnut17/emerging.dev.conll",
+                "test": "wnut17/emerging.test.annotated"}, ("leondz/wnut_17", None), WNUT_TAGS, sep="\t")),
+    "wikiann-en": DatasetSpec(
+        "WikiANN English NER (BIO: PER, ORG, LOC)",
+        **_ner({"train": "wikiann-en/train", "validation": "wikiann-en/dev", "test": "wikiann-en/test"},
+               ("unimelb-nlp/wikiann", "en"), WIKIANN_TAGS, sep="\t", token=lambda t: t.removeprefix("en:"))),
+    "weibo-ner": DatasetSpec(
+        "Weibo NER (Chinese, one character per token, BIO)",
+        **_ner({"train": "weibo-ner/weiboNER_2nd_conll.train", "validation": "weibo-ner/weiboNER_2nd_conll.dev",
+                "test": "weibo-ner/weiboNER_2nd_conll.test"}, ("hltcoe/weibo_ner", None), [], sep="\t",
+               token=lambda t: t[0])),
+    "msra-ner": DatasetSpec(
+        "MSRA NER (Chinese, one character per token, BIO: PER, ORG, LOC)",
+        **_ner({"test": "msra-ner/msra_test_bio.txt"}, ("levow/msra_ner", None),
+               ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"], sep="\t")),
+    "peoples-daily-ner": DatasetSpec(
+        "People's Daily NER (Chinese, one character per token, BIO: PER, ORG, LOC)",
+        **_ner({"validation": "peoples-daily-ner/example.dev", "test": "peoples-daily-ner/example.test"},
+               ("peoples-daily-ner/peoples_daily_ner", None),
+               ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"], sep=" ")),
+    "squad": DatasetSpec(
+        "SQuAD v1.1 extractive question answering", {"validation": "squad-v1.1/dev-v1.1.json"}, _read_squad,
+        ("rajpurkar/squad", None), GLUE, _hub_squad),
+    "cmrc2018": DatasetSpec(
+        "CMRC 2018 Chinese extractive question answering (SQuAD format)",
+        {"validation": "cmrc2018/cmrc2018_dev.json", "trial": "cmrc2018/cmrc2018_trial.json"}, _read_squad,
+        ("hfl/cmrc2018", None), {"train": "train", "validation": "validation", "trial": "trial"}, _hub_squad),
+}
+
+VOCABS = {"bert-base-uncased": "google-bert/bert-base-uncased", "bert-base-chinese": "google-bert/bert-base-chinese"}
+
+
+def _how_to_fix(name: str) -> str:
+    return (f"How to fix: set {ENV_VAR} to a folder that holds a copy of '{name}' in the course's data layout "
+            f"(for example `export {ENV_VAR}=/path/to/shared/data`), or connect to the internet so that it can be "
+            f"downloaded from the Hugging Face hub (`pip install datasets huggingface_hub` if they are missing).")
+
+
+def _local_file(relative: str) -> tuple[Path | None, str]:
+    """The local copy of a file, or None with a sentence saying where we looked."""
+    root = data_dir()
+    if root is None:
+        return None, f"{ENV_VAR} is not set, so no local copy was looked for"
+    path = Path(root).expanduser() / relative
+    if path.is_file():
+        return path, ""
+    return None, f"looked for a local copy at {path} ({ENV_VAR}={root}): not found"
+
+
+@lru_cache(maxsize=32)
+def _load_cached(name: str, split: str) -> tuple[dict, ...]:
+    spec = DATASETS[name]
+    where = []
+    if split in spec.local:
+        path, looked = _local_file(spec.local[split])
+        if path is not None:
+            return tuple(spec.parse(path))
+        where.append(looked)
+    else:
+        where.append(f"the course's local data has no '{split}' split of '{name}' "
+                     f"(local splits: {', '.join(spec.local) or 'none'})")
+    if spec.hub is None or split not in spec.hub_splits:
+        where.append("and it has no download on the Hugging Face hub")
+        raise DatasetUnavailableError(f"Dataset '{name}' (split '{split}') is not available: "
+                                      + "; ".join(where) + ". " + _how_to_fix(name))
+    hub_id, config = spec.hub
+    try:
+        import datasets
+    except ImportError:
+        where.append("could not download it because the `datasets` package is not installed")
+        raise DatasetUnavailableError(f"Dataset '{name}' (split '{split}') is not available: "
+                                      + "; ".join(where) + ". " + _how_to_fix(name)) from None
+    try:
+        rows = datasets.load_dataset(hub_id, config, split=spec.hub_splits[split])
+    except Exception as e:  # offline, hub down, renamed dataset...
+        where.append(f"tried to download '{hub_id}'{f' ({config})' if config else ''} from the Hugging Face hub "
+                     f"and failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+        raise DatasetUnavailableError(f"Dataset '{name}' (split '{split}') is not available: "
+                                      + "; ".join(where) + ". " + _how_to_fix(name)) from e
+    return tuple(spec.convert(dict(r)) for r in rows)
+
+
+def load_dataset(name: str, split: str = "train", limit: int | None = None) -> list[dict]:
+    """The records of one split of a named dataset: local copy from MINIBERT_DATA, else the hub.
+
+    `limit` keeps the first `limit` records (quick mode uses slices).
+    """
+    if name not in DATASETS:
+        raise KeyError(f"Unknown dataset '{name}'. Known datasets: {', '.join(sorted(DATASETS))}")
+    spec = DATASETS[name]
+    known = sorted(set(spec.local) | set(spec.hub_splits))
+    if split not in known:
+        raise KeyError(f"Dataset '{name}' has no split '{split}'. Splits: {', '.join(known)}")
+    records = list(_load_cached(name, split))
+    return records[:limit] if limit is not None else records
+
+
+def vocab_file(model_name: str = "bert-base-uncased") -> Path:
+    """The real vocab.txt of a published BERT: from MINIBERT_DATA, else downloaded from the hub."""
+    if model_name not in VOCABS:
+        raise KeyError(f"Unknown model '{model_name}'. Known: {', '.join(VOCABS)}")
+    path, looked = _local_file(f"{model_name}/vocab.txt")
+    if path is not None:
+        return path
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(VOCABS[model_name], "vocab.txt"))
+    except Exception as e:
+        raise DatasetUnavailableError(
+            f"The vocab of '{model_name}' is not available: {looked}; downloading '{VOCABS[model_name]}/vocab.txt' "
+            f"from the Hugging Face hub failed ({type(e).__name__}). " + _how_to_fix(model_name)) from e
+
+
+def corpus_documents(lines: list[str]) -> list[list[str]]:
+    """Split a corpus into documents: blank lines or WikiText top-level headings (` = Title = `) start a new one.
+
+    Returns documents as lists of non-empty lines (each a sentence or paragraph).
+    """
+    documents, current = [], []
+    headings_only = _wikitext_style(lines)
+    for line in lines:
+        text = line.strip()
+        is_title = text.startswith("= ") and text.endswith(" =") and not text.startswith("= =")
+        if not text or is_title:
+            if current and (is_title or not headings_only):
+                documents.append(current)
+                current = []
+            continue
+        if text.startswith("= =") and text.endswith("= ="):
+            continue  # WikiText section headings are not sentences
+        current.append(text)
+    if current:
+        documents.append(current)
+    return documents
+
+
+def _wikitext_style(lines: list[str]) -> bool:
+    """WikiText separates every paragraph by a blank line, so there only headings end a document."""
+    return any(line.strip().startswith("= ") and line.strip().endswith(" =") for line in lines[:50])

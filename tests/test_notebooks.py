@@ -1,0 +1,119 @@
+"""The notebooks' own rules: exercises generated from solutions, stored outputs checked, lesson conventions."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_exercises = load_script("make_exercises")
+
+
+def test_there_are_lessons_and_solutions():
+    assert LESSONS and LESSONS[0].name == "00_start_here.ipynb"
+    assert SOLUTIONS
+
+
+def test_exercises_are_generated_from_solutions():
+    assert make_exercises.main(["--check"]) == 0, "run `python scripts/make_exercises.py`"
+
+
+def test_editing_an_exercise_by_hand_is_caught(tmp_path, monkeypatch, capsys):
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    monkeypatch.setattr(make_exercises, "ROOT", tmp_path)
+    assert make_exercises.main(["--check"]) == 0
+    exercise = tmp_path / "exercises" / "00_start_here.ipynb"
+    nb = json.loads(exercise.read_text(encoding="utf-8"))
+    stub = next(c for c in nb["cells"] if "NotImplementedError" in "".join(c["source"]))
+    stub["source"] = "".join(stub["source"]).replace("raise NotImplementedError()", "return x.softmax(dim)")
+    exercise.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    assert make_exercises.main(["--check"]) == 1
+    assert "00_start_here.ipynb differs" in capsys.readouterr().err
+
+
+def test_exercises_hold_stubs_and_no_solution(tmp_path):
+    for solution in SOLUTIONS:
+        text = make_exercises.exercise_from_solution(solution)
+        assert "raise NotImplementedError()" in text, f"{solution.name} has no BEGIN/END SOLUTION region"
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+
+
+@pytest.mark.parametrize("path", LESSONS + SOLUTIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebook_conventions(path):
+    nb = nbformat.read(path, as_version=4)
+    first = nb.cells[0].source
+    assert first.startswith("# "), "the first cell is the lesson's title"
+    opens = "lessons" if path.parent.name == "lessons" else "exercises"  # a learner opens the exercise, not its solution
+    assert "colab.research.google.com/github/" in first and f"/{opens}/{path.name}" in first, \
+        "the first cell carries the Open in Colab badge for this notebook"
+    assert any('"google.colab" in sys.modules' in c.source for c in nb.cells[:4]), "the Colab install cell"
+    if path.parent.name == "lessons":
+        assert "setup(seed=" in "".join(c.source for c in nb.cells[:6]), "the settings cell seeds everything"
+        for cell in nb.cells:
+            if cell.cell_type == "code" and cell.source.strip():
+                assert cell.execution_count is not None, f"unexecuted cell: {cell.source[:60]!r}"
+                assert not any(o.get("output_type") == "error" for o in cell.outputs), cell.source[:60]
+
+
+def run_notebook(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_pass_their_checkers_and_exercises_fail_them(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIBERT_QUICK", "1")
+    nb = run_notebook(path)
+    checks = [c for c in nb.cells if c.cell_type == "code" and "check_" in c.source and "import" not in c.source]
+    assert checks, "a solution notebook calls at least one checker"
+    for cell in checks:
+        assert "✓" in "".join(o.get("text", "") for o in cell.outputs), f"checker did not pass: {cell.source!r}"
+    exercise = tmp_path / path.name
+    exercise.write_text(make_exercises.exercise_from_solution(path), encoding="utf-8")
+    with pytest.raises(CellExecutionError, match="NotImplementedError"):
+        run_notebook(exercise)
+
+
+def test_changing_a_stored_output_makes_nbval_fail(tmp_path):
+    """`pytest --nbval` re-executes every cell and compares it with the stored output: a hand edit is caught."""
+    lesson = ROOT / "lessons" / "00_start_here.ipynb"
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir(), bad.mkdir()
+    shutil.copy(lesson, good / lesson.name)
+    nb = json.loads(lesson.read_text(encoding="utf-8"))
+    def text(output):
+        return "".join(output.get("text", ""))
+
+    cell = next(c for c in nb["cells"] if any("872" in text(o) for o in c.get("outputs", [])))
+    out = next(o for o in cell["outputs"] if "872" in text(o))
+    out["text"] = text(out).replace("872", "873")
+    (bad / lesson.name).write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+               "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg")]
+    env = dict(os.environ, MINIBERT_QUICK="1")
+    passed = subprocess.run([*command, str(good)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert passed.returncode == 0, passed.stdout[-2000:]
+    failed = subprocess.run([*command, str(bad)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert failed.returncode == 1 and "1 failed" in failed.stdout, failed.stdout[-2000:]
+    assert "873" in failed.stdout and "872" in failed.stdout

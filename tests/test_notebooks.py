@@ -63,7 +63,8 @@ def test_notebook_conventions(path):
     nb = nbformat.read(path, as_version=4)
     first = nb.cells[0].source
     assert first.startswith("# "), "the first cell is the lesson's title"
-    opens = "lessons" if path.parent.name == "lessons" else "exercises"  # a learner opens the exercise, not its solution
+    # a learner opens the exercise on Colab, not its solution
+    opens = "lessons" if path.parent.name == "lessons" else "exercises"
     assert "colab.research.google.com/github/" in first and f"/{opens}/{path.name}" in first, \
         "the first cell carries the Open in Colab badge for this notebook"
     assert any('"google.colab" in sys.modules' in c.source for c in nb.cells[:4]), "the Colab install cell"

@@ -28,10 +28,10 @@ def execute(path: Path, timeout: int = 600) -> float:
     start = time.perf_counter()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            allow_errors=False, store_widget_state=False, record_timing=False)
+                            allow_errors=False, store_widget_state=True, record_timing=False)
     client.execute()
     elapsed = time.perf_counter() - start
-    nb.metadata.pop("widgets", None)
+    nb.metadata.pop("widgets", None)  # widget state changes every run and would only churn the diff
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     nbformat.write(nb, path)

@@ -9,7 +9,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 if not os.environ.get("MINIBERT_DATA") and (ROOT.parent / "shared" / "data").is_dir():
     os.environ["MINIBERT_DATA"] = str(ROOT.parent / "shared" / "data")
 

@@ -1,0 +1,544 @@
+"""The BERT model, lesson 04: configuration, encoder, pooler, pre-training heads, and Hugging Face checkpoints.
+
+What it does:
+- `BertConfig`: the sizes of a BERT, with the field names of a BERT `config.json`, and presets for the published
+  sizes (`BertConfig.preset("base")`). Reads real `config.json` files and refuses settings it does not implement.
+- `EncoderLayer`: self-attention then a feed-forward network (4x wider, exact GELU), each wrapped in a residual
+  connection followed by LayerNorm ("post-LN", as in the original BERT). `Encoder` stacks them.
+- `BertModel`: embeddings -> encoder -> `last_hidden_state` (B, T, C), plus `pooler_output` (B, C), tanh(W h_[CLS] + b).
+- `BertForPreTraining`: `BertModel` with the masked-language-model head (dense, GELU, LayerNorm, then a decoder
+  whose weight is the word embedding matrix, plus a bias) and the next-sentence head on the pooled vector.
+  Given labels it also returns the two losses.
+- `from_pretrained(folder or hub name)` / `save_pretrained(folder)`: read and write the checkpoint folders of
+  Hugging Face `transformers` (`config.json` + `model.safetensors` or `pytorch_model.bin`). Any missing, unexpected
+  or wrongly shaped weight is an error that lists them all.
+
+What it leaves out: task heads for fine-tuning (`minibert.finetuning`), the pre-training data and loop
+(`minibert.pretraining_data`, `minibert.pretraining`), decoder/cross-attention use, pruned heads, other position
+embedding types, and tanh-approximated GELU.
+
+Shapes: B batch, T sequence length, C hidden size, V vocabulary size, N masked positions in the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minibert.attention import MultiHeadSelfAttention, padding_mask
+from minibert.embeddings import BertEmbeddings
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label of the positions that the MLM loss skips (not masked), as in PyTorch's cross_entropy
+
+# ------------------------------------------------------------------------------------------------------ config
+
+# name: (num_hidden_layers, hidden_size); heads = hidden / 64 and intermediate = 4 * hidden, as Google published them
+PRESETS = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768),
+           "large": (24, 1024)}
+
+# config.json keys that change neither the weights nor the outputs of a BERT encoder: training switches, generation
+# and tokenizer settings, labels for classifiers, bookkeeping, and the unused "pooler_*" keys of Google's configs
+_IGNORED_KEYS = {
+    "architectures", "transformers_version", "torch_dtype", "dtype", "use_cache", "classifier_dropout",
+    "gradient_checkpointing", "directionality", "pooler_fc_size", "pooler_num_attention_heads",
+    "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type", "chunk_size_feed_forward", "_name_or_path",
+    "output_hidden_states", "output_attentions", "return_dict", "torchscript", "id2label", "label2id", "num_labels",
+    "problem_type", "finetuning_task", "tokenizer_class", "prefix", "bos_token_id", "eos_token_id", "sep_token_id",
+    "decoder_start_token_id", "task_specific_params", "_attn_implementation_autoset", "attn_implementation",
+    "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty",
+    "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
+    "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+    "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "tf_legacy_loss",
+    "use_bfloat16", "tie_encoder_decoder", "cross_attention_hidden_size", "do_lower_case",
+}
+# keys minibert understands only with one value (anything else would be a different architecture)
+_REQUIRED_VALUES = {"model_type": "bert", "position_embedding_type": "absolute", "is_decoder": False,
+                    "add_cross_attention": False, "is_encoder_decoder": False, "tie_word_embeddings": True,
+                    "pruned_heads": {}}
+
+
+@dataclass
+class BertConfig:
+    """The sizes of a BERT. Defaults are BERT-base; field names are those of a Hugging Face BERT config.json."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"  # exact GELU, x * Phi(x); the only activation minibert implements
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(f"hidden_size ({self.hidden_size}) is not divisible by num_attention_heads "
+                             f"({self.num_attention_heads}): each head needs hidden_size / num_attention_heads dims")
+        if self.hidden_act != "gelu":
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not supported: minibert implements BERT's exact "
+                             f"GELU ('gelu'); tanh approximations such as 'gelu_new' give different outputs")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"BertConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id={self.pad_token_id} is outside the vocabulary "
+                             f"(vocab_size={self.vocab_size})")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> BertConfig:
+        """A published size: tiny (L2/H128), mini (L4/H256), small (L4/H512), medium (L8/H512), base, large."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+        layers, hidden = PRESETS[name]
+        sizes = dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=hidden // 64,
+                     intermediate_size=4 * hidden)
+        return cls(**{**sizes, **overrides})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BertConfig:
+        """From a config.json's dict. Keys that do not change the model are skipped; unknown keys, and values that
+        would need another architecture (a decoder, relative positions, untied output embeddings...), are errors."""
+        known = {f.name for f in fields(cls)}
+        problems = [f"{k}={d[k]!r} (minibert supports only {v!r})" for k, v in _REQUIRED_VALUES.items()
+                    if k in d and d[k] != v and not (k == "pruned_heads" and not d[k])]
+        if "embedding_size" in d and d["embedding_size"] != d.get("hidden_size"):
+            problems.append(f"embedding_size={d['embedding_size']!r} differs from hidden_size (factorised embeddings)")
+        unknown = sorted(set(d) - known - _IGNORED_KEYS - set(_REQUIRED_VALUES) - {"embedding_size"})
+        if unknown:
+            problems.append(f"unknown keys {unknown}")
+        if problems:
+            raise ValueError("this config is not one minibert can build: " + "; ".join(problems))
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> BertConfig:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------------ modules
+
+
+@dataclass
+class BertOutput:
+    last_hidden_state: torch.Tensor  # (B, T, C)
+    pooler_output: torch.Tensor  # (B, C)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # L + 1 x (B, T, C): embeddings, then each layer
+    attentions: tuple[torch.Tensor, ...] | None = None  # L x (B, h, T, T)
+
+
+@dataclass
+class PreTrainingOutput:
+    mlm_logits: torch.Tensor  # (B, T, V); (N, V) for the N labelled positions when mlm_labels is given
+    nsp_logits: torch.Tensor  # (B, 2): 0 = B follows A, 1 = B is a random sentence
+    loss: torch.Tensor | None = None  # mlm_loss + nsp_loss (or the one of them whose labels were given)
+    mlm_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+
+
+class FeedForward(nn.Module):
+    """Position-wise: Linear(C, I) -> exact GELU -> Linear(I, C), I = intermediate_size (4C in BERT)."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.fc_in = nn.Linear(hidden_size, intermediate_size)
+        self.fc_out = nn.Linear(intermediate_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(F.gelu(self.fc_in(x)))  # (B, T, C) -> (B, T, I) -> (B, T, C)
+
+
+class EncoderLayer(nn.Module):
+    """x -> LayerNorm(x + attention(x)) -> LayerNorm(x + feed_forward(x)): post-LN, as in the original BERT."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = MultiHeadSelfAttention(config.hidden_size, config.num_attention_heads,
+                                                config.attention_probs_dropout_prob)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = FeedForward(config.hidden_size, config.intermediate_size)
+        self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, C), additive mask (B, 1, 1, T) or None -> (B, T, C), attention weights (B, h, T, T) or None."""
+        a, weights = self.attention(x, mask, need_weights)  # (B, T, C)
+        x = self.attention_norm(x + self.dropout(a))  # residual, then normalise (post-LN)
+        x = self.output_norm(x + self.dropout(self.feed_forward(x)))  # (B, T, C)
+        return x, weights
+
+
+EncoderBlock = EncoderLayer  # the other name lessons use
+
+
+class Encoder(nn.Module):
+    """A stack of `num_hidden_layers` encoder layers."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False):
+        """x (B, T, C) -> (B, T, C), hidden states after the embeddings and each layer, attention weights."""
+        hidden_states, attentions = [x], []
+        for layer in self.layers:
+            x, weights = layer(x, mask, need_weights=output_attentions)  # (B, T, C)
+            hidden_states.append(x)
+            attentions.append(weights)
+        return (x, tuple(hidden_states) if output_hidden_states else None,
+                tuple(attentions) if output_attentions else None)
+
+
+class Pooler(nn.Module):
+    """tanh(W h_[CLS] + b): a vector for the whole sequence, read from the first token's hidden state."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))  # (B, T, C) -> (B, C)
+
+
+class MLMHead(nn.Module):
+    """Masked-LM head: dense -> GELU -> LayerNorm -> decoder to V logits. `BertForPreTraining` ties the decoder's
+    weight to the word embeddings (the same (V, C) matrix reads tokens in and writes them out); the bias is its own."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)  # weight: tied to the word embeddings
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(F.gelu(self.dense(h))))  # (..., C) -> (..., V)
+
+
+class NSPHead(nn.Module):
+    """Next-sentence head: Linear(C, 2) on the pooled [CLS] vector."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.classifier = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(pooled)  # (B, C) -> (B, 2)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation: normal(0, std) weights, zero biases, LayerNorm at identity, zero [PAD] embedding."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class _Pretrained(nn.Module):
+    """What both models share: the attention switch, parameter count, and Hugging Face checkpoint folders."""
+
+    config: BertConfig
+    _hf_prefix = ""  # "bert." for BertForPreTraining, whose encoder weights live under `bert.`
+
+    def set_attention_implementation(self, name: str) -> None:
+        """"sdpa" (default): PyTorch's fused attention; "eager": the written-out `scaled_dot_product_attention`."""
+        for module in self.modules():
+            if isinstance(module, MultiHeadSelfAttention):
+                module.implementation = name
+
+    def num_parameters(self) -> int:
+        """Trainable numbers, shared ones (the tied decoder) counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_pretrained(cls, name_or_folder: str | Path, attn_implementation: str = "sdpa"):
+        """Load a folder written by `transformers` or `save_pretrained`, or download a hub model by name
+        ("bert-base-uncased"). Weights are checked against the folder's config.json: all must be there, with their
+        shapes, and none may be left over (the MLM and NSP heads are skipped, by design, when a `BertModel` is loaded
+        from a pre-training checkpoint)."""
+        folder = _resolve_folder(name_or_folder)
+        config = BertConfig.from_json_file(folder / "config.json")
+        model = cls(config)
+        model.load_state_dict(_from_hf_state_dict(_read_weights(folder), config, cls._hf_prefix == "bert.", folder))
+        model.set_attention_implementation(attn_implementation)
+        return model.eval()
+
+    def save_pretrained(self, folder: str | Path, vocab_file: str | Path | None = None) -> Path:
+        """Write config.json, model.safetensors (Hugging Face names) and, if given, vocab.txt into `folder`."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"architectures": [type(self).__name__], "model_type": "bert", **self.config.to_dict(),
+                  "position_embedding_type": "absolute", "tie_word_embeddings": True}
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        weights = _to_hf_state_dict(self.state_dict(), self.config, self._hf_prefix == "bert.")
+        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        if vocab_file is not None:
+            shutil.copyfile(vocab_file, folder / "vocab.txt")
+        return folder
+
+
+class BertModel(_Pretrained):
+    """Embeddings -> encoder -> (last_hidden_state (B, T, C), pooler_output (B, C))."""
+
+    def __init__(self, config: BertConfig, attn_implementation: str = "sdpa"):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config.vocab_size, config.hidden_size, config.max_position_embeddings,
+                                         config.type_vocab_size, config.layer_norm_eps, config.hidden_dropout_prob,
+                                         config.pad_token_id)
+        self.encoder = Encoder(config)
+        self.pooler = Pooler(config.hidden_size)
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+        self.set_attention_implementation(attn_implementation)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> BertOutput:
+        """input_ids (B, T); token_type_ids (B, T) or None (all sentence A); attention_mask (B, T), 1 for tokens and
+        0 for padding, or None (no padding). output_attentions uses the written-out attention, which has weights."""
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+        mask = None
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != tuple(input_ids.shape):
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
+                                 f"{tuple(input_ids.shape)}; it must be (batch, seq_len) with 1 = token, 0 = padding")
+            if not attention_mask.bool().all():  # no padding: no mask, and attention takes its fastest path
+                mask = padding_mask(attention_mask, x.dtype)  # (B, 1, 1, T), built once for all layers
+        x, hidden_states, attentions = self.encoder(x, mask, output_hidden_states, output_attentions)
+        return BertOutput(x, self.pooler(x), hidden_states, attentions)
+
+
+class BertForPreTraining(_Pretrained):
+    """BertModel + masked-LM head (on every position) + next-sentence head (on the pooled [CLS] vector)."""
+
+    _hf_prefix = "bert."
+
+    def __init__(self, config: BertConfig, attn_implementation: str = "sdpa"):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, attn_implementation)
+        self.mlm_head = MLMHead(config)
+        self.nsp_head = NSPHead(config)
+        self.mlm_head.apply(lambda m: init_weights(m, config.initializer_range))
+        self.nsp_head.apply(lambda m: init_weights(m, config.initializer_range))
+        self.mlm_head.decoder.weight = self.bert.embeddings.word_embeddings.weight  # tied: one (V, C) matrix
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
+                nsp_labels: torch.Tensor | None = None) -> PreTrainingOutput:
+        """Logits of both heads and, given labels, their losses.
+
+        mlm_labels (B, T): the original token id at the positions to predict, IGNORE_INDEX (-100) elsewhere. When
+        it is given, the MLM head runs only on those N positions (the V-wide decoder is the costliest matrix multiply
+        of a small BERT, and the other positions do not count), so `mlm_logits` is (N, V), in the order of
+        `mlm_labels != -100` read row by row; otherwise it is (B, T, V).
+        nsp_labels (B,): 0 when sentence B follows sentence A, 1 when it is a random sentence.
+        loss = mlm_loss + nsp_loss, each a mean cross-entropy (mlm_loss is 0 when no position is labelled).
+        """
+        out = self.bert(input_ids, token_type_ids, attention_mask)
+        h = out.last_hidden_state  # (B, T, C)
+        if mlm_labels is not None:
+            if tuple(mlm_labels.shape) != tuple(input_ids.shape):
+                raise ValueError(f"mlm_labels has shape {tuple(mlm_labels.shape)}, input_ids {tuple(input_ids.shape)}")
+            labelled = mlm_labels != IGNORE_INDEX  # (B, T)
+            h, targets = h[labelled], mlm_labels[labelled]  # (N, C), (N,)
+        mlm_logits = self.mlm_head(h)  # (B, T, V) or (N, V)
+        nsp_logits = self.nsp_head(out.pooler_output)  # (B, 2)
+        mlm_loss = nsp_loss = None
+        if mlm_labels is not None:
+            mlm_loss = F.cross_entropy(mlm_logits.float(), targets) if targets.numel() else mlm_logits.sum() * 0.0
+        if nsp_labels is not None:
+            if tuple(nsp_labels.shape) != (input_ids.size(0),):
+                raise ValueError(f"nsp_labels must have shape ({input_ids.size(0)},), got {tuple(nsp_labels.shape)}")
+            nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
+        losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
+        return PreTrainingOutput(mlm_logits, nsp_logits, sum(losses) if losses else None, mlm_loss, nsp_loss)
+
+
+# ---------------------------------------------------------------------------------- Hugging Face checkpoints
+
+
+class CheckpointMismatchError(ValueError):
+    """The weights in a checkpoint do not fit the model its config.json describes; the message lists them all."""
+
+    def __init__(self, folder, missing=(), unexpected=(), mismatched=(), hint=""):
+        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
+        parts = [f"the weights in {folder} do not fit its config:"]
+        for title, items in (("missing", self.missing), ("unexpected", self.unexpected),
+                             ("wrong shape (got, expected by the config)", self.mismatched)):
+            if items:
+                shown = [f"  {x}" if isinstance(x, str) else f"  {x[0]}: {x[1]} vs {x[2]}" for x in items[:30]]
+                more = [f"  ... and {len(items) - 30} more"] if len(items) > 30 else []
+                parts += [f"{len(items)} {title}:", *shown, *more]
+        super().__init__("\n".join(parts + ([hint] if hint else [])))
+
+
+def _hf_names(config: BertConfig, with_heads: bool) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """minibert name -> Hugging Face name for every saved tensor, and fused qkv name -> [query, key, value] names.
+    Everything follows from the config (number of layers); the tied decoder weight is not saved."""
+    pre = "bert." if with_heads else ""
+    pairs = [("embeddings.word_embeddings", "embeddings.word_embeddings", ("weight",)),
+             ("embeddings.position_embeddings", "embeddings.position_embeddings", ("weight",)),
+             ("embeddings.token_type_embeddings", "embeddings.token_type_embeddings", ("weight",)),
+             ("embeddings.layer_norm", "embeddings.LayerNorm", ("weight", "bias")),
+             ("pooler.dense", "pooler.dense", ("weight", "bias"))]
+    for i in range(config.num_hidden_layers):
+        mine, theirs = f"encoder.layers.{i}.", f"encoder.layer.{i}."
+        pairs += [(mine + a, theirs + b, ("weight", "bias")) for a, b in (
+            ("attention.out", "attention.output.dense"), ("attention_norm", "attention.output.LayerNorm"),
+            ("feed_forward.fc_in", "intermediate.dense"), ("feed_forward.fc_out", "output.dense"),
+            ("output_norm", "output.LayerNorm"))]
+    names = {f"{pre}{a}.{p}": f"{pre}{b}.{p}" for a, b, params in pairs for p in params}
+    fused = {f"{pre}encoder.layers.{i}.attention.qkv.{p}":
+             [f"{pre}encoder.layer.{i}.attention.self.{n}.{p}" for n in ("query", "key", "value")]
+             for i in range(config.num_hidden_layers) for p in ("weight", "bias")}
+    if with_heads:
+        heads = (("mlm_head.dense", "cls.predictions.transform.dense"),
+                 ("mlm_head.layer_norm", "cls.predictions.transform.LayerNorm"),
+                 ("nsp_head.classifier", "cls.seq_relationship"))
+        names.update({f"{a}.{p}": f"{b}.{p}" for a, b in heads for p in ("weight", "bias")})
+        names["mlm_head.decoder.bias"] = "cls.predictions.bias"
+    return names, fused
+
+
+def _hf_shapes(config: BertConfig, with_heads: bool) -> dict[str, tuple[int, ...]]:
+    """The shape of every Hugging Face tensor, from a model built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        model = BertForPreTraining(config) if with_heads else BertModel(config)
+    return {k: tuple(v.shape) for k, v in _to_hf_state_dict(model.state_dict(), config, with_heads).items()}
+
+
+def _to_hf_state_dict(state: dict, config: BertConfig, with_heads: bool) -> dict[str, torch.Tensor]:
+    names, fused = _hf_names(config, with_heads)
+    out = {theirs: state[mine] for mine, theirs in names.items()}
+    for mine, theirs in fused.items():
+        out.update(zip(theirs, state[mine].chunk(3, dim=0)))  # [q | k | v] -> q, k, v
+    # safetensors wants every tensor in its own memory (no views into the fused qkv, no shared tied weight)
+    return {k: v if v.device.type == "meta" else v.detach().to("cpu", copy=True).contiguous() for k, v in out.items()}
+
+
+def _from_hf_state_dict(sd: dict, config: BertConfig, with_heads: bool, folder="the checkpoint") -> dict:
+    """Hugging Face tensors -> minibert state dict, after checking names and shapes against the config."""
+    sd = {_new_layer_norm_name(k): v for k, v in sd.items()}
+    for buffer in ("embeddings.position_ids", "embeddings.token_type_ids"):  # saved buffers, not weights
+        for k in [k for k in sd if k.endswith(buffer)]:
+            del sd[k]
+    hint = ""
+    if not with_heads:  # a BertModel may come from a BertModel folder or a BertForPreTraining one
+        if any(k.startswith("bert.") for k in sd):
+            sd = {k.removeprefix("bert."): v for k, v in sd.items() if not k.startswith("cls.")}
+            logger.info("loading a BertModel from a pre-training checkpoint: the cls.* (MLM and NSP) heads are skipped")
+    elif sd and not any(k.startswith("bert.") for k in sd):
+        hint = ("these names have no 'bert.' prefix: this looks like a BertModel checkpoint; "
+                "load it with BertModel.from_pretrained")
+    word = ("bert." if with_heads else "") + "embeddings.word_embeddings.weight"
+    if with_heads and "cls.predictions.decoder.weight" in sd:  # the tied decoder, saved by older versions
+        decoder = sd.pop("cls.predictions.decoder.weight")
+        if word in sd and not (decoder.shape == sd[word].shape and torch.equal(decoder, sd[word])):
+            raise CheckpointMismatchError(folder, hint="cls.predictions.decoder.weight differs from the word "
+                                          "embeddings; minibert ties the two and cannot load an untied decoder")
+    if with_heads and "cls.predictions.decoder.bias" in sd:  # the same tensor as cls.predictions.bias
+        bias = sd.pop("cls.predictions.decoder.bias")
+        if "cls.predictions.bias" not in sd:
+            sd["cls.predictions.bias"] = bias
+        elif not torch.equal(bias, sd["cls.predictions.bias"]):
+            raise CheckpointMismatchError(folder, hint="cls.predictions.decoder.bias differs from cls.predictions.bias")
+    shapes = _hf_shapes(config, with_heads)
+    missing = sorted(set(shapes) - set(sd))
+    unexpected = sorted(set(sd) - set(shapes))
+    mismatched = [(k, tuple(sd[k].shape), shapes[k]) for k in sorted(set(sd) & set(shapes))
+                  if tuple(sd[k].shape) != shapes[k]]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(folder, missing, unexpected, mismatched, hint)
+    names, fused = _hf_names(config, with_heads)
+    state = {mine: sd[theirs] for mine, theirs in names.items()}
+    state.update({mine: torch.cat([sd[t] for t in theirs], dim=0) for mine, theirs in fused.items()})
+    if with_heads:
+        state["mlm_head.decoder.weight"] = sd[word]
+    return state
+
+
+def _new_layer_norm_name(key: str) -> str:
+    """Old checkpoints (TensorFlow conversions) call the LayerNorm parameters gamma and beta."""
+    if key.endswith(".gamma"):
+        return key[: -len("gamma")] + "weight"
+    if key.endswith(".beta"):
+        return key[: -len("beta")] + "bias"
+    return key
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """model.safetensors, else pytorch_model.bin (either one may be sharded with an .index.json)."""
+    from safetensors.torch import load_file
+
+    def load_bin(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    for name, load in (("model.safetensors", load_file), ("pytorch_model.bin", load_bin)):
+        if (folder / name).is_file():
+            return dict(load(str(folder / name)))
+        index = folder / f"{name}.index.json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            sd = {}
+            for shard in shards:
+                sd.update(load(str(folder / shard)))
+            return sd
+    raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
+
+
+def _resolve_folder(name_or_folder: str | Path) -> Path:
+    """A local folder as it is; anything else is a hub name, downloaded (once, then cached) by huggingface_hub."""
+    path = Path(name_or_folder).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json: is it a checkpoint folder?")
+        return path
+    if path.exists() or str(name_or_folder).startswith((".", "/", "~")) or str(name_or_folder).count("/") > 1:
+        raise FileNotFoundError(f"{name_or_folder} is not a checkpoint folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        name = str(name_or_folder)
+        folder = Path(snapshot_download(name, allow_patterns=["config.json", "vocab.txt", "model.safetensors",
+                                                              "model.safetensors.index.json", "model-*.safetensors"]))
+        if not any(folder.glob("model*.safetensors*")):  # older repositories have only PyTorch pickles
+            folder = Path(snapshot_download(name, allow_patterns=["pytorch_model.bin", "pytorch_model.bin.index.json",
+                                                                  "pytorch_model-*.bin"]))
+    except Exception as e:
+        raise OSError(f"{name_or_folder!r} is not a local folder, and downloading it from the Hugging Face hub failed "
+                      f"({type(e).__name__}: {e}). Offline? Pass the path of a folder that holds config.json and "
+                      f"model.safetensors (or pytorch_model.bin), or connect once to fill the hub cache.") from e
+    return folder

@@ -1,0 +1,272 @@
+"""Pre-training (lesson 06): losses, optimizer, schedule, the trainer, checkpoints, resuming, DDP and the CLI.
+
+Also one test per bug that famous tutorials shipped: MLM loss counting padded positions, one loss with an
+`ignore_index` shared by MLM and NSP (NotNext ignored), random replacements drawn from special tokens (in
+test_pretraining_data.py), NotNext sentences drawn from the same document (test_pretraining_data.py).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minibert import data
+from minibert.model import BertConfig, BertForPreTraining
+from minibert.pretraining import (
+    Trainer,
+    TrainingConfig,
+    TrainingDivergedError,
+    build_optimizer,
+    evaluate_pretraining,
+    latest_checkpoint,
+    linear_warmup_decay,
+    plot_loss_curve,
+)
+from minibert.pretraining_data import IGNORE_INDEX, PretrainingDataset, documents_from_lines
+from minibert.tokenizer import WordPieceTokenizer
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=64)
+
+
+@pytest.fixture(scope="module")
+def tok(data_dir):
+    return WordPieceTokenizer.from_vocab_file(data.vocab_file("bert-base-uncased"))
+
+
+@pytest.fixture(scope="module")
+def docs(data_dir):
+    return documents_from_lines(data.load_dataset("wikitext-2", "validation"))
+
+
+@pytest.fixture(scope="module")
+def dataset(docs, tok):
+    return PretrainingDataset(docs[:12], tok, max_length=32, seed=0)
+
+
+def tiny_model(tok, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return BertForPreTraining(BertConfig(vocab_size=len(tok), **{**TINY, **overrides}))
+
+
+def config(tmp_path=None, **kwargs):
+    defaults = dict(max_steps=6, batch_size=8, lr=3e-3, warmup_steps=1, log_every=1, progress=False,
+                    device="cpu", out_dir=str(tmp_path) if tmp_path else None)
+    return TrainingConfig(**{**defaults, **kwargs})
+
+
+def padded_batch(dataset):
+    items = sorted((dataset[i] for i in range(200)), key=lambda x: len(x["input_ids"]))
+    items = items[:3] + items[-1:]  # the three shortest and the longest
+    batch = dataset.collate(items)
+    assert (batch["attention_mask"] == 0).any()
+    return batch
+
+
+# --------------------------------------------------------------------------- losses (the tutorials' bugs)
+
+
+def test_mlm_loss_counts_predicted_positions_only_never_padding(dataset, tok):
+    model = tiny_model(tok).eval()
+    batch = padded_batch(dataset)
+    out = model(**batch)
+    full = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).mlm_logits  # (B, T, V)
+    labels = batch["mlm_labels"]
+    expected = F.cross_entropy(full[labels != IGNORE_INDEX], labels[labels != IGNORE_INDEX])
+    torch.testing.assert_close(out.mlm_loss, expected)
+    assert out.mlm_logits.shape == ((labels != IGNORE_INDEX).sum().item(), len(tok))  # decoder on masked only
+    # the bug: labels of padded slots set to [PAD] (0) instead of -100 makes them count, and the loss changes
+    buggy = labels.masked_fill(batch["attention_mask"] == 0, tok.pad_id)
+    assert not torch.isclose(F.cross_entropy(full[buggy != IGNORE_INDEX], buggy[buggy != IGNORE_INDEX]), expected)
+    # whatever sits in the padded slots changes nothing
+    junk = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, 1234)
+    torch.testing.assert_close(model(**{**batch, "input_ids": junk}).loss, out.loss)
+
+
+def test_not_next_pairs_count_in_the_nsp_loss(dataset, tok):
+    model = tiny_model(tok).eval()
+    batch = padded_batch(dataset)
+    losses = {}
+    for label in (0, 1):
+        nsp = torch.full_like(batch["nsp_labels"], label)
+        out = model(**{**batch, "nsp_labels": nsp})
+        torch.testing.assert_close(out.nsp_loss, F.cross_entropy(out.nsp_logits, nsp))  # no ignore_index at all
+        torch.testing.assert_close(out.loss, out.mlm_loss + out.nsp_loss)  # two separate terms
+        losses[label] = out.nsp_loss
+        model.zero_grad()
+        out.nsp_loss.backward()
+        assert model.nsp_head.classifier.weight.grad.abs().sum() > 0  # NotNext-only batches still teach
+    assert not torch.isclose(losses[0], losses[1])
+
+
+# --------------------------------------------------------------------------- optimizer and schedule
+
+
+def test_no_weight_decay_on_biases_and_layer_norm(tok):
+    model = tiny_model(tok)
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.01)
+    decay, no_decay = ({id(p) for p in g["params"]} for g in opt.param_groups)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert len(decay) + len(no_decay) == len(names)  # the tied decoder weight once
+    for pid, name in names.items():
+        expect_no_decay = name.endswith("bias") or "norm" in name
+        assert (pid in no_decay) == expect_no_decay, name
+
+
+def test_linear_warmup_then_linear_decay(tok):
+    opt = torch.optim.SGD(tiny_model(tok).parameters(), lr=1.0)
+    sched = linear_warmup_decay(opt, warmup_steps=4, total_steps=12)
+    lrs = []
+    for _ in range(12):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0, 0.25, 0.5, 0.75, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+def test_loss_falls_on_a_tiny_run(dataset, tok):
+    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=40, batch_size=16, lr=1e-2, warmup_steps=4,
+                                                       log_every=5))
+    history = trainer.train()
+    losses = [r["loss"] for r in history]
+    assert len(losses) == 8 and all(r["tokens_per_s"] > 0 for r in history) and history[-1]["mfu"] is None
+    assert losses[-1] < losses[0] - 1.5, losses
+    assert history[-1]["mlm_loss"] < 8.5
+
+
+def test_resume_gives_the_same_losses_as_a_run_that_never_stopped(dataset, tok, tmp_path):
+    uninterrupted = Trainer(tiny_model(tok), dataset, config(tmp_path / "a", grad_accum_steps=2))
+    straight = uninterrupted.train()
+
+    def stop_at_3(trainer, record):
+        if trainer.step == 3:
+            raise KeyboardInterrupt  # as Ctrl-C would
+    first = Trainer(tiny_model(tok), dataset, config(tmp_path / "b", grad_accum_steps=2), callbacks=[stop_at_3])
+    first.train()
+    assert first.interrupted and latest_checkpoint(tmp_path / "b").name == "checkpoint-3"
+    # a fresh process would rebuild everything; a different seed for the new model shows the weights are loaded
+    resumed = Trainer(tiny_model(tok, seed=123), dataset, config(tmp_path / "b", grad_accum_steps=2))
+    history = resumed.train(resume_from=tmp_path / "b")
+    assert [r["step"] for r in history] == list(range(1, 7))
+    assert [r["loss"] for r in history] == [r["loss"] for r in straight]  # exactly, on CPU in fp32
+    for (name, p), q in zip(resumed.model.state_dict().items(), uninterrupted.model.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(dataset, tok, tmp_path):
+    def interrupt(trainer, record):
+        if trainer.step == 2:
+            raise KeyboardInterrupt
+    trainer = Trainer(tiny_model(tok), dataset, config(tmp_path), callbacks=[interrupt])
+    history = trainer.train()  # returns instead of raising
+    assert trainer.interrupted and trainer.step == 2 and len(history) == 2
+    folder = tmp_path / "checkpoint-2"
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "trainer_state.pt"}
+    loaded = BertForPreTraining.from_pretrained(folder)
+    for (name, p), q in zip(trainer.model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(dataset, tok, tmp_path):
+    model = tiny_model(tok)
+    saved = {}
+
+    def poison_after_3(trainer, record):
+        saved[trainer.step] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        if trainer.step == 3:
+            trainer.model.nsp_head.register_forward_hook(lambda module, inputs, output: output * float("nan"))
+    trainer = Trainer(model, dataset, config(tmp_path, save_every=2), callbacks=[poison_after_3])
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan at step 4.*checkpoint-2, is intact"):
+        trainer.train()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]  # no half-written checkpoint-4
+    loaded = BertForPreTraining.from_pretrained(tmp_path / "checkpoint-2").state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in saved[2].items())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved[3].items())  # step 4 changed nothing
+
+
+def test_checkpoint_loads_in_transformers(dataset, tok, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    trainer = Trainer(tiny_model(tok), dataset, config(tmp_path, max_steps=2), vocab_file=data.vocab_file())
+    trainer.train()
+    folder = latest_checkpoint(tmp_path)
+    assert (folder / "vocab.txt").is_file()
+    theirs = transformers.BertForPreTraining.from_pretrained(str(folder)).eval()
+    ours = trainer.model.eval()
+    batch = padded_batch(dataset)
+    with torch.no_grad():
+        out = ours(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        ref = theirs(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                     attention_mask=batch["attention_mask"])
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(out.mlm_logits[real], ref.prediction_logits[real], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.nsp_logits, ref.seq_relationship_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_evaluation_and_loss_curve(dataset, docs, tok):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    held_out = PretrainingDataset(docs[-4:], tok, max_length=32, seed=1, static_masking=True)
+    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=4, eval_every=2),
+                      eval_fn=lambda m: evaluate_pretraining(m, held_out, batch_size=16, max_batches=2))
+    history = trainer.train()
+    evals = [r for r in history if "eval_mlm_accuracy" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(0 <= r["eval_mlm_accuracy"] <= 1 and 0 <= r["eval_nsp_accuracy"] <= 1 for r in evals)
+    again = evaluate_pretraining(trainer.model, held_out, batch_size=16, max_batches=2)
+    assert again == pytest.approx({k.removeprefix("eval_"): v for k, v in evals[-1].items() if k != "step"})
+    ax = plot_loss_curve(history)
+    assert ax.get_title() and ax.get_xlabel() == "optimizer step" and "loss" in ax.get_ylabel()
+
+
+# --------------------------------------------------------------------------- the command line and torchrun
+
+CLI_TINY = ["--config", "tiny", "--set", "hidden_size=32", "--set", "num_attention_heads=2",
+            "--set", "intermediate_size=64", "--set", "num_hidden_layers=1", "--seq-len", "32", "--batch-size", "4",
+            "--max-documents", "12", "--eval-batches", "2", "--no-progress", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory, data_dir):
+    path = tmp_path_factory.mktemp("corpus") / "wiki.txt"
+    lines = [r["text"] for r in data.load_dataset("wikitext-2", "validation")]
+    path.write_text("\n".join(lines[:900]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_cli_pretrains_and_resumes(corpus_file, tmp_path, capsys):
+    from minibert.__main__ import main
+
+    out = tmp_path / "run"
+    assert main(["pretrain", *CLI_TINY, "--corpus", str(corpus_file), "--max-steps", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "MLM accuracy" in text and "NSP accuracy" in text and (out / "loss_curve.png").is_file()
+    assert main(["pretrain", *CLI_TINY, "--corpus", str(corpus_file), "--max-steps", "4", "--out", str(out),
+                 "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert [r["step"] for r in history if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_torchrun_with_two_cpu_processes(corpus_file, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINIBERT_DEVICE": "cpu"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "minibert", "pretrain", *CLI_TINY, "--corpus", str(corpus_file), "--max-steps", "3",
+           "--out", str(out)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "all 2 ranks agree on the weights" in result.stdout
+    assert result.stdout.count("NSP accuracy") == 1  # only rank 0 prints
+    assert "2 process(es)" in result.stdout
+    assert (out / "checkpoint-3" / "model.safetensors").is_file()
+    state = torch.load(out / "checkpoint-3" / "trainer_state.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2

@@ -1,0 +1,197 @@
+"""Pre-training data (lesson 05): documents, NSP pairs, MLM masks, batches, and the statistics they must have."""
+
+import pytest
+import torch
+
+from minibert import data
+from minibert.pretraining_data import (
+    IGNORE_INDEX,
+    PretrainingDataset,
+    collate,
+    create_pairs,
+    documents_from_lines,
+    mask_tokens,
+    split_sentences,
+    tokenize_documents,
+    vocab_info,
+)
+from minibert.tokenizer import WordPieceTokenizer
+
+
+@pytest.fixture(scope="module")
+def tok(data_dir):
+    return WordPieceTokenizer.from_vocab_file(data.vocab_file("bert-base-uncased"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tok):
+    """WikiText-2 validation and test: 120 documents, about 480,000 tokens."""
+    lines = data.load_dataset("wikitext-2", "validation") + data.load_dataset("wikitext-2", "test")
+    return tokenize_documents(documents_from_lines(lines), tok)
+
+
+@pytest.fixture(scope="module")
+def dataset(corpus, tok):
+    return PretrainingDataset(corpus, tok, max_length=128, seed=0)
+
+
+def test_documents_sentences_and_wikitext_escapes():
+    lines = ["First doc , one @-@ two . Second sentence <unk> here !", "Another line of it .", "",
+             "Second document : 1 @,@ 000 people .", "", "", "Third ."]
+    docs = documents_from_lines(lines)
+    assert docs == [["First doc , one-two .", "Second sentence [UNK] here !", "Another line of it ."],
+                    ["Second document : 1,000 people ."], ["Third ."]]
+    wikitext = documents_from_lines(data.load_dataset("wikitext-2", "validation"))
+    assert len(wikitext) == 60 and wikitext[0][0].startswith("Homarus gammarus , known as")
+    assert split_sentences("J. R. R. Tolkien wrote it . It sold .") == ["J. R. R. Tolkien wrote it .", "It sold ."]
+    assert split_sentences("一。二！") == ["一。", "二！"]
+
+
+def test_tokenized_once_in_batches_with_the_same_ids_as_encode(corpus, tok):
+    assert corpus.num_tokens > 400_000 and corpus.ids.dtype == torch.int32
+    doc = corpus[3]
+    lines = data.load_dataset("wikitext-2", "validation") + data.load_dataset("wikitext-2", "test")
+    sentences = documents_from_lines(lines)[3]
+    assert len(doc) == len(sentences)
+    for ids, sentence in zip(doc[:5], sentences):
+        assert ids.tolist() == tok.encode(sentence, add_special_tokens=False).ids
+
+
+def test_items_are_cls_a_sep_b_sep_with_segments_and_labels(dataset, tok):
+    assert len(dataset) > 3000
+    for i in range(0, len(dataset), 97):
+        item = dataset[i]
+        assert set(item) == {"input_ids", "token_type_ids", "attention_mask", "mlm_labels", "nsp_label"}
+        a, b, label = dataset.pairs[i]
+        original = torch.cat([torch.tensor([tok.cls_id]), a.long(), torch.tensor([tok.sep_id]), b.long(),
+                              torch.tensor([tok.sep_id])])
+        ids, labels = item["input_ids"], item["mlm_labels"]
+        assert len(ids) <= 128 and len(a) >= 1 and len(b) >= 1
+        restored = torch.where(labels != IGNORE_INDEX, labels, ids)  # labels hold the originals
+        assert torch.equal(restored, original)
+        assert item["token_type_ids"].tolist() == [0] * (len(a) + 2) + [1] * (len(b) + 1)
+        assert item["attention_mask"].tolist() == [1] * len(ids)
+        assert item["nsp_label"].item() == label and label in (0, 1)
+
+
+def test_masking_statistics_over_100k_tokens(dataset, tok):
+    items = [dataset[i] for i in range(len(dataset))]
+    ids = torch.cat([x["input_ids"] for x in items])
+    labels = torch.cat([x["mlm_labels"] for x in items])
+    originals = torch.where(labels != IGNORE_INDEX, labels, ids)
+    special = torch.isin(originals, torch.tensor(sorted(tok.special_ids)))
+    chosen = labels != IGNORE_INDEX
+    assert (~special).sum() > 100_000
+    assert not (chosen & special).any(), "a special token ([CLS], [SEP], [UNK]...) was chosen for prediction"
+    rate = chosen.sum() / (~special).sum()
+    assert abs(rate.item() - 0.15) < 0.003, rate
+    masked = chosen & (ids == tok.mask_id)
+    kept = chosen & (ids == originals)
+    replaced = chosen & ~masked & ~kept
+    n = chosen.sum().item()
+    for part, expected in ((masked, 0.8), (replaced, 0.1), (kept, 0.1)):
+        assert abs(part.sum().item() / n - expected) < 0.01, (part.sum().item() / n, expected)
+    assert not torch.isin(ids[replaced], torch.tensor(sorted(tok.special_ids))).any()
+
+
+def test_random_replacement_never_draws_special_tokens(tok):
+    vocab = vocab_info(tok)
+    assert not torch.isin(vocab.replacement_ids, torch.tensor(sorted(tok.special_ids))).any()
+    assert len(vocab.replacement_ids) == len(tok) - len(tok.special_ids)
+    ids = vocab.replacement_ids[torch.randint(len(vocab.replacement_ids), (200_000,))]
+    g = torch.Generator().manual_seed(0)
+    masked, labels = mask_tokens(ids, vocab, g, mlm_probability=1.0, replace_probabilities=(0.0, 1.0))
+    assert (labels != IGNORE_INDEX).all()  # every token chosen, every one replaced at random
+    assert not torch.isin(masked, torch.tensor(sorted(tok.special_ids))).any()
+    assert masked.unique().numel() > 25_000  # and drawn from the whole rest of the vocabulary
+
+
+def test_whole_word_masking_masks_every_piece_of_a_word(corpus, tok):
+    ds = PretrainingDataset(corpus, tok, max_length=128, seed=1, whole_word=True)
+    pieces = torch.tensor([t.startswith("##") for t in tok.id_to_token])
+    words_split = 0
+    for i in range(0, len(ds), 5):
+        item = ds[i]
+        original = torch.where(item["mlm_labels"] != IGNORE_INDEX, item["mlm_labels"], item["input_ids"])
+        chosen = (item["mlm_labels"] != IGNORE_INDEX).tolist()
+        for t in range(1, len(original)):
+            if pieces[original[t]] and original[t - 1].item() not in tok.special_ids:
+                assert chosen[t] == chosen[t - 1], (i, t)  # a ## piece shares the fate of the piece before it
+                words_split += chosen[t]
+    assert words_split > 100  # multi-piece words were masked
+
+
+def test_dynamic_masks_change_per_epoch_and_static_ones_do_not(corpus, tok):
+    dynamic = PretrainingDataset(corpus, tok, max_length=64, seed=0)
+    static = PretrainingDataset(corpus, tok, max_length=64, seed=0, static_masking=True)
+    first = [dynamic[i]["mlm_labels"] for i in range(20)]
+    assert all(torch.equal(a, static[i]["mlm_labels"]) for i, a in enumerate(first))
+    dynamic.set_epoch(1)
+    static.set_epoch(1)
+    assert sum(not torch.equal(a, dynamic[i]["mlm_labels"]) for i, a in enumerate(first)) >= 18
+    assert all(torch.equal(a, static[i]["mlm_labels"]) for i, a in enumerate(first))
+
+
+def test_the_same_seed_gives_the_same_examples(corpus, tok):
+    a, b = (PretrainingDataset(corpus, tok, max_length=64, seed=7) for _ in range(2))
+    c = PretrainingDataset(corpus, tok, max_length=64, seed=8)
+    assert torch.equal(a.pairs.spans, b.pairs.spans) and not torch.equal(a.pairs.spans[:100], c.pairs.spans[:100])
+    for i in (0, 10, 500):
+        assert all(torch.equal(a[i][k], b[i][k]) for k in a[i])
+
+
+def test_nsp_pairs_are_half_is_next_and_not_next_comes_from_another_document(corpus):
+    token_doc_starts = corpus.sentence_starts[corpus.document_starts]  # (n_docs + 1,) token offset of each document
+    labels = []
+    for seed in range(5):
+        pairs = create_pairs(corpus, max_length=32, seed=seed)
+        spans, nsp = pairs.spans, pairs.nsp_labels
+        # the document each span's tokens really lie in
+        doc_a = torch.searchsorted(token_doc_starts, spans[:, 0].contiguous(), right=True) - 1
+        doc_b = torch.searchsorted(token_doc_starts, spans[:, 2].contiguous(), right=True) - 1
+        assert torch.equal(doc_a, pairs.documents[:, 0]) and torch.equal(doc_b, pairs.documents[:, 1])
+        assert (doc_a[nsp == 1] != doc_b[nsp == 1]).all(), "a NotNext sentence came from the same document"
+        assert (doc_a[nsp == 0] == doc_b[nsp == 0]).all()
+        assert (spans[nsp == 0, 1] <= spans[nsp == 0, 2]).all()  # IsNext: B comes after A
+        lengths = spans[:, 1] - spans[:, 0] + spans[:, 3] - spans[:, 2]
+        assert lengths.max() <= 29 and lengths.min() >= 2
+        labels.append(nsp)
+    labels = torch.cat(labels)
+    assert len(labels) > 50_000
+    assert abs((labels == 0).float().mean().item() - 0.5) < 0.01
+
+
+def test_short_sequences_now_and_then(corpus):
+    pairs = create_pairs(corpus, max_length=128, seed=0)
+    lengths = pairs.spans[:, 1] - pairs.spans[:, 0] + pairs.spans[:, 3] - pairs.spans[:, 2]
+    assert (lengths == 125).float().mean() > 0.5  # most fill the sequence
+    assert 0.02 < (lengths < 100).float().mean() < 0.3
+
+
+def test_a_single_document_is_a_clear_error(tok):
+    with pytest.raises(ValueError, match="at least 2 documents.*blank lines"):
+        PretrainingDataset([["One sentence here.", "And another one.", "A third."]], tok)
+
+
+def test_collate_pads_to_the_longest_and_padding_is_never_a_target(dataset, tok):
+    items = [dataset[i] for i in range(40)]
+    items = sorted(items, key=lambda x: len(x["input_ids"]))[:4]  # the shortest ones: padding guaranteed
+    batch = dataset.collate(items)
+    longest = max(len(x["input_ids"]) for x in items)
+    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "mlm_labels", "nsp_labels"}
+    assert batch["input_ids"].shape == (4, longest) and batch["nsp_labels"].shape == (4,)
+    pad = batch["attention_mask"] == 0
+    assert pad.any()
+    assert (batch["input_ids"][pad] == tok.pad_id).all() and (batch["mlm_labels"][pad] == IGNORE_INDEX).all()
+    assert collate(items, pad_to_multiple_of=8)["input_ids"].shape[1] % 8 == 0
+
+
+def test_works_with_a_tokenizers_library_tokenizer(tok):
+    from tokenizers import BertWordPieceTokenizer
+
+    fast = BertWordPieceTokenizer(str(data.vocab_file("bert-base-uncased")), lowercase=True)
+    docs = documents_from_lines(data.load_dataset("wikitext-2", "validation", limit=400))
+    a = tokenize_documents(docs, fast)
+    b = tokenize_documents(docs, tok)
+    assert torch.equal(a.ids, b.ids)
+    assert vocab_info(fast).special_ids == vocab_info(tok).special_ids

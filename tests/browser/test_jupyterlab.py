@@ -120,21 +120,31 @@ def _run_all(page) -> None:
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
     # the status bar says "Python 3 (ipykernel) | Idle" once the kernel is up
     page.locator(".jp-StatusBar-Widget", has_text="| Idle").first.wait_for(timeout=120_000)
-    done = """() => {
-        const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent);
+    done = """() => { const PANEL = '.jp-NotebookPanel:not(.lm-mod-hidden)';
+        const prompts = [...document.querySelectorAll(PANEL + ' .jp-CodeCell .jp-InputPrompt')]
+            .map(e => e.textContent);
         return prompts.length > 0 && prompts.every(t => /\\[\\d+\\]/.test(t));
     }"""
-    for _attempt in range(3):
+    started = """() => { const PANEL = '.jp-NotebookPanel:not(.lm-mod-hidden)';
+        return [...document.querySelectorAll(PANEL + ' .jp-CodeCell .jp-InputPrompt')]
+            .some(e => /\\[(\\d+|\\*)\\]/.test(e.textContent));
+    }"""
+    for _attempt in range(3):  # a click that lands before the kernel is really ready runs nothing: click again
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()  # the menu a learner uses
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        try:  # a running cell shows "[*]:", a finished one "[n]:"; wait until every code cell has run
-            page.wait_for_function(done, timeout=240_000 if _attempt == 2 else 60_000)
-            return
+        try:
+            page.wait_for_function(started, timeout=20_000)
+            break
         except PlaywrightTimeout:
-            if page.locator(".jp-CodeCell .jp-InputPrompt", has_text="*").count():
-                page.wait_for_function(done, timeout=240_000)
-                return
-    raise AssertionError("Run All Cells did not execute the notebook")
+            continue
+    else:
+        raise AssertionError("Run All Cells did not start the notebook")
+    # a running cell shows "[*]:", a finished one "[n]:"; wait until every code cell has run
+    try:
+        page.wait_for_function(done, timeout=int(os.environ.get("MINIBERT_BROWSER_TIMEOUT", "600")) * 1000)
+    except PlaywrightTimeout:
+        prompts = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputPrompt").all_inner_texts()
+        raise AssertionError(f"not every cell ran: prompts {prompts}") from None
 
 
 def _expected_figures(lesson: Path) -> int:
@@ -146,7 +156,8 @@ def _expected_figures(lesson: Path) -> int:
 def test_lesson_runs_in_jupyterlab(lab, browser, lesson):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab}/lab/tree/lessons/{lesson.name}?token={TOKEN}")
+    # a workspace of its own, reset: no tab of an earlier lesson is restored next to this one
+    page.goto(f"{lab}/lab/workspaces/{lesson.stem}/tree/lessons/{lesson.name}?reset&token={TOKEN}")
     try:
         _run_all(page)
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")

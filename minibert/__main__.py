@@ -7,6 +7,13 @@
         python -m minibert pretrain --config tiny --corpus my_text.txt --max-steps 200 --out runs/tiny
         torchrun --nproc_per_node 2 -m minibert pretrain --config mini --corpus wikitext-103 --out runs/ddp
         python -m minibert pretrain ... --out runs/mini --resume      # continue from the latest checkpoint
+
+    python -m minibert finetune    fine-tune on a task and print the dev metrics (lessons 07-10), for example:
+
+        python -m minibert finetune sst2 --from runs/mini/checkpoint-10000
+        python -m minibert finetune conll2003 --from bert-base-uncased --epochs 3
+        python -m minibert finetune squad --from random:tiny --quick       # a randomly initialised encoder
+        python -m minibert finetune conll2003 --from runs/mini/checkpoint-10000 --feature-based --last-n-layers 4
 """
 
 from __future__ import annotations
@@ -191,12 +198,151 @@ def _add_pretrain(sub) -> None:
     p.set_defaults(run=_pretrain)
 
 
+# ------------------------------------------------------------------------------------------ finetune
+
+# quick mode: slices that train in seconds on a laptop CPU (train records, held-out records), by task kind, and for
+# CMRC2018, whose long contexts (one token per character) give four windows per question
+QUICK_LIMITS = {"classification": (2000, 500), "ner": (1000, 300), "qa": (1000, 300), "cmrc2018": (300, 100)}
+
+
+def _finetune(args) -> int:
+    from minibert import data
+    from minibert.finetuning import (
+        TASKS,
+        baseline_metrics,
+        encode_task,
+        finetune,
+        model_for_task,
+        task_labels,
+        task_records,
+    )
+    from minibert.pretraining import TrainingConfig
+    from minibert.runtime import is_quick, seed_everything
+    from minibert.tokenizer import WordPieceTokenizer
+
+    task = TASKS[args.task]
+    quick = is_quick() if args.quick is None else args.quick
+    source = args.source
+    folder = None if source.startswith("random:") or not Path(source).expanduser().is_dir() else Path(source)
+    if args.vocab:
+        vocab = data.vocab_file(args.vocab) if args.vocab in data.VOCABS else Path(args.vocab)
+    elif folder is not None and (folder / "vocab.txt").is_file():
+        vocab = folder / "vocab.txt"
+    else:
+        vocab = data.vocab_file(task.vocab)
+    tokenizer = WordPieceTokenizer.from_vocab_file(vocab, lowercase=not (args.cased or task.chinese))
+    train_records, eval_records = task_records(task, seed=args.seed)
+    labels = task_labels(task, train_records, eval_records)
+    seed_everything(args.seed)
+    try:
+        model = model_for_task(task, source, tokenizer, labels, args.feature_based, args.last_n_layers,
+                               _parse_overrides(args.set))
+    except (OSError, ValueError) as e:  # no such folder, hub offline, vocab or weights that do not fit
+        raise SystemExit(f"minibert finetune: cannot use --from {source}: {e}") from None
+    limit_train, limit_eval = QUICK_LIMITS.get(task.name, QUICK_LIMITS[task.kind]) if quick else (None, None)
+    limit_train, limit_eval = args.train_limit or limit_train, args.eval_limit or limit_eval
+    train_records, eval_records = train_records[:limit_train], eval_records[:limit_eval]
+    max_length = args.max_length or (384 if task.kind == "qa" and not quick else 192 if task.kind == "qa" else 128)
+    if max_length > model.config.max_position_embeddings:
+        print(f"max_length {max_length} -> {model.config.max_position_embeddings}: the model has no position "
+              f"embeddings beyond that")
+        max_length = model.config.max_position_embeddings
+    stride = args.stride or (128 if not quick else 64)
+    train = encode_task(task, train_records, tokenizer, labels, max_length, stride, training=True)
+    held_out = encode_task(task, eval_records, tokenizer, labels, max_length, stride, training=False)
+    hidden = model.config.hidden_size
+    # small encoders (tiny, mini) take larger steps, and quick mode's few hundred steps larger ones still
+    lr = args.lr or (1e-3 if args.feature_based or (quick and hidden <= 256) else 1e-4 if hidden <= 256 else 5e-5)
+    print(f"{task.name} ({'quick' if quick else 'full'} mode): {len(train_records)} training examples "
+          f"({len(train)} items), {len(eval_records)} held-out; model from {source}: "
+          f"{model.num_parameters() / 1e6:.1f}M parameters, {model.num_parameters(trainable_only=True):,} "
+          f"trained ({'feature-based' if args.feature_based else 'full fine-tuning'}), lr {lr:g}")
+    baseline = baseline_metrics(held_out, train)
+    print("baseline (" + {"classification": "majority class", "ner": "all O", "qa": "empty answer"}[task.kind]
+          + "): " + "  ".join(f"{k} {v:.4f}" for k, v in baseline.items()))
+    epochs = args.epochs if args.epochs is not None else (2 if quick else 3)
+    cfg = TrainingConfig(max_steps=args.max_steps or 1, batch_size=args.batch_size, lr=lr,
+                         weight_decay=args.weight_decay, precision=args.precision, device=args.device, seed=args.seed,
+                         log_every=args.log_every, eval_every=args.eval_every,
+                         out_dir=None if args.no_save else args.out, num_workers=args.num_workers,
+                         progress=not args.no_progress, extra={"argv": vars(args) | {"run": None}})
+    result = finetune(model, train, held_out, cfg, epochs=None if args.max_steps else epochs,
+                      metric=args.metric or task.metric, vocab_file=vocab, warmup_ratio=args.warmup_ratio)
+    best = result.best_metrics or {}
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items())
+    print(f"dev metrics (best {args.metric or task.metric}, step {result.best_step} of {result.trainer.step}): {shown}")
+    print(f"time per epoch: {result.seconds_per_epoch:.1f} s training ({result.steps_per_epoch} steps of "
+          f"{args.batch_size}), evaluation {result.eval_seconds:.1f} s in all, on {result.trainer.device}")
+    if not args.no_save:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"task": task.name, "source": source, "quick": quick, "best_step": result.best_step,
+                   "dev": best, "baseline": baseline, "seconds_per_epoch": result.seconds_per_epoch,
+                   "history": result.history}
+        (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        print(f"best weights: {out / 'best'}  (BertFor...from_pretrained loads them; so does transformers)")
+    return 130 if result.trainer.interrupted else 0
+
+
+def _add_finetune(sub) -> None:
+    from minibert.finetuning import TASKS
+
+    p = sub.add_parser("finetune", help="fine-tune on a task (sst2, conll2003, squad...) and print dev metrics",
+                       description="Fine-tune a BERT checkpoint on a task with the course's one Trainer: an evaluation "
+                                   "each epoch, the best weights kept, and the dev metrics printed at the end.")
+    p.add_argument("task", choices=sorted(TASKS), help="the task (its dataset comes from minibert.data)")
+    p.add_argument("--from", dest="source", required=True, metavar="CHECKPOINT",
+                   help="a checkpoint folder (e.g. from `python -m minibert pretrain`), a hub name such as "
+                        "bert-base-uncased (online), or random:PRESET (random:tiny, random:mini...) for a randomly "
+                        "initialised encoder")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="quick", action="store_true", default=None,
+                      help="small slices (the default without a GPU)")
+    mode.add_argument("--full", dest="quick", action="store_false", help="whole datasets (the default on a GPU)")
+    p.add_argument("--vocab", default=None, help="bert-base-uncased, bert-base-chinese or a vocab.txt (default: the "
+                   "checkpoint's vocab.txt, else the task's vocab)")
+    p.add_argument("--cased", action="store_true", help="do not lowercase (for cased vocabularies)")
+    p.add_argument("--epochs", type=float, default=None, help="default: 2 in quick mode, 3 in full mode")
+    p.add_argument("--max-steps", type=int, default=None, help="train this many steps instead of --epochs")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="default: 5e-5; for hidden size <= 256 (tiny, mini) 1e-4, "
+                   "or 1e-3 in quick mode; 1e-3 feature-based")
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-length", type=int, default=None, help="tokens per example (default 128; QA 384, quick 192)")
+    p.add_argument("--stride", type=int, default=None, help="QA: tokens shared by consecutive windows (default 128; "
+                   "quick 64)")
+    p.add_argument("--train-limit", type=int, default=None, help="train on the first N examples")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N examples")
+    p.add_argument("--feature-based", action="store_true", help="freeze the encoder, train the head only")
+    p.add_argument("--last-n-layers", type=int, default=1, help="NER/QA: concatenate the last N hidden layers "
+                   "(4 as in the BERT paper's feature-based NER)")
+    p.add_argument("--metric", default=None, help="the held-out metric that picks the best weights (default: "
+                   "accuracy, F1 for MRPC, NER and QA)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="random:PRESET only: override a BertConfig field, e.g. --set num_hidden_layers=1")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: one epoch)")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default=None, help="default: the best here")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", default=None, help="run folder: best/ (the best weights), the last checkpoint and "
+                   "metrics.json (default: runs/finetune-TASK)")
+    p.add_argument("--no-save", action="store_true", help="write nothing, print the metrics only")
+    p.set_defaults(run=_finetune)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="minibert", description="BERT built piece by piece.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, device, mode and data location").set_defaults(run=_info)
     _add_pretrain(sub)
+    _add_finetune(sub)
     args = parser.parse_args(argv)
+    if args.command == "finetune" and args.out is None:
+        args.out = f"runs/finetune-{args.task}"
     return args.run(args)
 
 

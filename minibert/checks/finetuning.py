@@ -1,0 +1,253 @@
+"""Checkers for the exercises of the fine-tuning lessons (07-10): the classification head, the NER label alignment,
+and the best-span search for question answering.
+
+Each checker runs the learner's code on inputs it makes, compares with `minibert.finetuning`, and raises `CheckFailed`
+at the first difference, with a hint for the usual mistakes, without printing the expected answer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minibert.checks import CheckFailed, compare_tensors, passed
+from minibert.finetuning import BertForSequenceClassification, align_labels, best_span
+from minibert.model import IGNORE_INDEX, BertConfig
+
+# ------------------------------------------------------------------------------------------ classification head
+
+
+def _config() -> BertConfig:
+    return BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                      max_position_embeddings=32)
+
+
+def _logits_and_loss(result, what: str):
+    """Accept an output with .logits (and .loss), a tuple (logits, loss), or a bare logits tensor."""
+    if result is None:
+        raise CheckFailed(f"{what} returned None. Did you forget a `return`?")
+    if hasattr(result, "logits"):
+        return result.logits, getattr(result, "loss", None)
+    if isinstance(result, (tuple, list)):
+        return result[0], (result[1] if len(result) > 1 else None)
+    return result, None
+
+
+def _copy_weights(reference: nn.Module, model: nn.Module) -> None:
+    ref, mine = reference.state_dict(), model.state_dict()
+    if set(ref) == set(mine) and all(ref[k].shape == mine[k].shape for k in ref):
+        model.load_state_dict(ref)
+        return
+    ref_params, my_params = list(reference.parameters()), list(model.parameters())
+    if [p.shape for p in ref_params] == [p.shape for p in my_params]:
+        with torch.no_grad():
+            for m, r in zip(my_params, ref_params):
+                m.copy_(r)
+        return
+    theirs = [(n, tuple(p.shape)) for n, p in model.named_parameters() if not n.startswith("bert.")]
+    raise CheckFailed("your model's parameters do not match BertForSequenceClassification's, so the checker cannot "
+                      "give it the same weights. Expected `self.bert = BertModel(config)`, then a dropout and "
+                      f"`self.classifier = nn.Linear(config.hidden_size, num_labels)`; your non-encoder parameters "
+                      f"are {theirs}.")
+
+
+def check_classification_head(cls) -> None:
+    """Check a sentence(-pair) classifier written as a class.
+
+    `cls(config, num_labels)` is an `nn.Module` built from a `minibert.model.BertConfig`, with `self.bert` a
+    `minibert.model.BertModel` and `self.classifier` an `nn.Linear(config.hidden_size, num_labels)` (and a dropout,
+    which has no weights). `forward(input_ids, token_type_ids=None, attention_mask=None, labels=None)` returns the
+    logits (B, num_labels) computed from the pooled [CLS] vector (`pooler_output`) through dropout and the classifier,
+    and, given labels (B,), the mean cross-entropy loss: an object with `.logits` and `.loss`, or a tuple
+    (logits, loss), or just the logits when no labels are given.
+    """
+    with torch.random.fork_rng(devices=[]):
+        _check_classification_head(cls)
+    passed("classification head")
+
+
+def _check_classification_head(cls) -> None:
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise CheckFailed(f"pass your class (a subclass of torch.nn.Module), not {type(cls).__name__}")
+    config, num_labels = _config(), 3
+    torch.manual_seed(0)
+    reference = BertForSequenceClassification(config, num_labels)
+    with torch.no_grad():
+        reference.classifier.weight.normal_(0, 0.5)
+        reference.classifier.bias.normal_(0, 0.5)
+    try:
+        model = cls(config, num_labels)
+    except TypeError as e:
+        raise CheckFailed(f"{cls.__name__}(config, num_labels) failed: {e}") from None
+    _copy_weights(reference, model)
+    reference.eval()
+    model.eval()
+    gen = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(5, config.vocab_size, (4, 9), generator=gen)  # (B, T)
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[:, 5:] = 1  # a pair: [CLS] A [SEP] B [SEP]
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[2, 7:] = 0  # padding
+    labels = torch.tensor([0, 2, 1, 2])
+    what = f"{cls.__name__}(config, {num_labels})"
+    with torch.no_grad():
+        got, _ = _logits_and_loss(model(input_ids, token_type_ids, attention_mask), f"{what}(...)")
+        expected = reference(input_ids, token_type_ids, attention_mask)
+        if isinstance(got, torch.Tensor) and got.shape == expected.logits.shape:
+            _hint(reference, input_ids, token_type_ids, attention_mask, got, expected.logits)
+        compare_tensors(f"{what}: the logits", got, expected.logits)
+        got_logits, loss = _logits_and_loss(model(input_ids, token_type_ids, attention_mask, labels=labels),
+                                            f"{what}(..., labels=labels)")
+        if loss is None:
+            raise CheckFailed(f"{what}: given labels, forward should also return the loss (mean cross-entropy).")
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1 and torch.isclose(
+                loss.float(), F.cross_entropy(expected.logits.softmax(-1), labels), atol=1e-5):
+            raise CheckFailed(f"{what}: the loss is computed on probabilities. F.cross_entropy takes the logits and "
+                              "does the softmax itself.")
+        compare_tensors(f"{what}: the loss", loss.reshape(()) if isinstance(loss, torch.Tensor) else loss,
+                        expected.loss if expected.loss is not None else
+                        F.cross_entropy(expected.logits, labels))
+
+
+def _hint(reference, input_ids, token_type_ids, attention_mask, got, expected) -> None:
+    """Recognise the usual mistakes and say what is wrong, without giving the code."""
+    bert, head = reference.bert, reference.classifier
+    out = bert(input_ids, token_type_ids, attention_mask)
+    wrong = {
+        "no pooler": (head(out.last_hidden_state[:, 0]),
+                      "you read the [CLS] hidden state directly; BERT's classifier reads `pooler_output` (tanh of a "
+                      "dense layer on [CLS]), which the next-sentence task pre-trained."),
+        "mean": (head(out.last_hidden_state.mean(1)),
+                 "you average the hidden states; use the pooled [CLS] vector (`pooler_output`)."),
+        "softmax": (expected.softmax(-1), "you return probabilities; return the logits (no softmax): the loss "
+                                          "applies it, and argmax does not need it."),
+        "no segments": (head(bert(input_ids, None, attention_mask).pooler_output),
+                        "the segment ids (token_type_ids) are not passed on to the encoder."),
+        "no mask": (head(bert(input_ids, token_type_ids, None).pooler_output),
+                    "the attention_mask is not passed on to the encoder: padding is attended to."),
+    }
+    for candidate, message in wrong.values():
+        if candidate.shape == got.shape and torch.allclose(got, candidate, atol=1e-5):
+            raise CheckFailed(f"the logits differ: {message}")
+
+
+# ------------------------------------------------------------------------------------------ NER label alignment
+
+_LABELS = {"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3, "I-LOC": 4}
+
+# (name, word_ids of the tokens, one tag per word)
+_ALIGN_CASES = [
+    ("one token per word", [None, 0, 1, 2, None], ["B-PER", "I-PER", "O"]),
+    ("English sub-words ('Johanson lives in Wiesbaden' -> johan ##son lives in wi ##es ##baden)",
+     [None, 0, 0, 1, 2, 3, 3, 3, None], ["B-PER", "O", "O", "B-LOC"]),
+    ("Chinese, one character per word (张 三 在 北 京)", [None, 0, 1, 2, 3, 4, None],
+     ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]),
+    ("a word that gives no token at all (word 1 is a control character)", [None, 0, 2, 2, None],
+     ["B-LOC", "O", "B-PER"]),
+    ("truncation (the last two words did not fit)", [None, 0, 0, 1, None], ["B-PER", "I-PER", "O", "B-LOC"]),
+    ("a word split into pieces at the end", [None, 0, 1, 1, 1, 1, None], ["O", "B-LOC"]),
+]
+
+
+def check_align_labels(fn) -> None:
+    """Check `fn(word_ids, word_labels, label_to_id) -> list[int]`, one label id per token.
+
+    word_ids: for each token, the index of the word it comes from, or None for special tokens ([CLS], [SEP]);
+    word_labels: one tag per word ("B-PER", "O"...); label_to_id: {tag: id}. The first sub-word of each word gets its
+    word's label id; the other sub-words and the special tokens get -100, which the loss ignores.
+    """
+    for name, word_ids, tags in _ALIGN_CASES:
+        expected = align_labels(word_ids, tags, _LABELS)
+        try:
+            got = fn(list(word_ids), list(tags), dict(_LABELS))
+        except Exception as e:
+            raise CheckFailed(f"case '{name}' (word_ids {word_ids}): your function raised "
+                              f"{type(e).__name__}: {e}") from e
+        if got is None:
+            raise CheckFailed("your function returned None. Did you forget a `return`?")
+        got = got.tolist() if hasattr(got, "tolist") else list(got)
+        for t, (g, e) in enumerate(zip(got, expected)):
+            if g != e:
+                raise CheckFailed(f"case '{name}' (word_ids {word_ids}): token {t} gets {g!r}; the tokens before it "
+                                  f"are right. {_align_hint(word_ids, tags, t, g)}")
+        if len(got) != len(expected):
+            raise CheckFailed(f"case '{name}' (word_ids {word_ids}): you return {len(got)} labels for "
+                              f"{len(word_ids)} tokens: give exactly one per token.")
+    passed("label alignment")
+
+
+def _align_hint(word_ids, tags, t: int, got) -> str:
+    w = word_ids[t]
+    if w is None:
+        return "Special tokens (word id None) get -100, so that the loss skips them."
+    if t > 0 and word_ids[t - 1] == w:
+        return "Only the first sub-word of a word gets the label; the following pieces of the same word get -100."
+    if got == IGNORE_INDEX:
+        return "This is the first token of its word: it gets the word's label id."
+    if w < len(tags) and got == _LABELS.get(tags[min(w + 1, len(tags) - 1)]):
+        return "Read the label of the word this token comes from (word_labels[word_ids[t]]), not the t-th label."
+    return "Map the word's tag through label_to_id."
+
+
+# ------------------------------------------------------------------------------------------ best span
+
+
+def _span_cases():
+    gen = torch.Generator().manual_seed(3)
+    T = 16
+    context = [None] * 5 + [(i, i + 1) for i in range(10)] + [None]  # [CLS] q q q [SEP] ctx x 10 [SEP]
+    cases = []
+    for name in ("end before start", "start in the question", "too long", "plain"):
+        s, e = torch.randn(T, generator=gen), torch.randn(T, generator=gen)
+        if name == "end before start":
+            s[10], e[7] = 9.0, 9.0
+        elif name == "start in the question":
+            s[2], e[8] = 9.0, 9.0
+        elif name == "too long":
+            s[5], e[14] = 9.0, 9.0
+        cases.append((name, s, e, context, 4))
+    cases.append(("no context at all", torch.randn(T, generator=gen), torch.randn(T, generator=gen),
+                  [None] * T, 30))
+    return cases
+
+
+def check_best_span(fn) -> None:
+    """Check `fn(start_logits, end_logits, offsets, max_answer_length=30)`.
+
+    start_logits, end_logits: (T,) tensors; offsets: a list of T items, a (start, end) character span for a token of
+    the context and None for every other token ([CLS], the question, [SEP]). Return (start, end) token indices, or
+    (start, end, score), of the legal span with the highest start_logits[start] + end_logits[end]: start <= end, both
+    in the context, and end - start + 1 <= max_answer_length. Return None when no span is legal.
+    """
+    for name, s, e, offsets, max_len in _span_cases():
+        expected = best_span(s, e, offsets, max_len)
+        try:
+            got = fn(s.clone(), e.clone(), list(offsets), max_answer_length=max_len)
+        except Exception as ex:
+            raise CheckFailed(f"case '{name}': your function raised {type(ex).__name__}: {ex}") from ex
+        if expected is None:
+            if got is not None:
+                raise CheckFailed(f"case '{name}': no token is in the context, so no span is legal; return None "
+                                  f"(yours returned {got!r}).")
+            continue
+        if got is None:
+            raise CheckFailed(f"case '{name}': you returned None, but a legal span exists.")
+        try:
+            start, end = int(got[0]), int(got[1])
+        except (TypeError, IndexError, ValueError):
+            raise CheckFailed(f"case '{name}': return (start, end) token indices, got {got!r}") from None
+        if (start, end) == expected[:2]:
+            continue
+        if end < start:
+            raise CheckFailed(f"case '{name}': your span ({start}, {end}) ends before it starts.")
+        if not (0 <= start < len(offsets) and 0 <= end < len(offsets)) or offsets[start] is None \
+                or offsets[end] is None:
+            raise CheckFailed(f"case '{name}': your span ({start}, {end}) uses a token outside the context "
+                              "(offsets None: [CLS], the question or [SEP]).")
+        if end - start + 1 > max_len:
+            raise CheckFailed(f"case '{name}': your span ({start}, {end}) has {end - start + 1} tokens, more than "
+                              f"max_answer_length={max_len}.")
+        raise CheckFailed(f"case '{name}': your span ({start}, {end}) is legal but not the best: its score is "
+                          f"{float(s[start] + e[end]):.4f}, and a legal span scores higher.")
+    passed("best span")

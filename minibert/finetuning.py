@@ -1,0 +1,849 @@
+"""Fine-tuning, lessons 07-10: task heads on `BertModel`, the data each task needs, and evaluation.
+
+What it does:
+- Heads. `BertForSequenceClassification`: softmax(W C + b) on the pooled [CLS] vector C, after dropout, for one
+  sentence or a pair (segment ids tell the two apart). `BertForTokenClassification`: one label per token, read from the
+  last hidden layer or, as the BERT paper did for feature-based NER, from the concatenation of the last four.
+  `BertForQuestionAnswering`: a start and an end logit per token. Each `forward(input_ids, token_type_ids,
+  attention_mask, labels=... | start_positions=..., end_positions=...)` returns an output with `.loss`, so the one
+  `minibert.pretraining.Trainer` trains it. `feature_based=True` (or `.freeze_encoder()`) trains the head only.
+- Checkpoints: `from_pretrained(folder or hub name)` takes the encoder from a BertForPreTraining, BertModel or task
+  folder and says which weights are new; `save_pretrained` writes a folder that `transformers` loads.
+  `check_vocab` refuses a tokenizer whose vocab is not the checkpoint's.
+- Data. `encode_classification`, `encode_ner` (the label on the first sub-word of each word, -100 elsewhere:
+  `align_labels`), `prepare_qa_features` (long contexts in overlapping windows; answers to token positions; answers
+  that are not where their `answer_start` says are counted, reported and skipped). All return a `TaskDataset`, whose
+  `collate` pads each batch to its longest item (dynamic padding).
+- Answers. `best_span`: the highest-scoring legal span (start <= end, inside the context, at most
+  `max_answer_length` tokens); `postprocess_qa`: the best span of each question over its windows, as context text.
+- Training. `evaluate` (accuracy/F1, entity F1, SQuAD EM/F1), `baseline_metrics` (majority class, all-O, empty
+  answer), and `finetune`: the Trainer with an evaluation each epoch and the best weights kept (`KeepBest`).
+- Tasks. `TASKS` and `task_records`: the datasets of the course by name, with a held-out split carved out (and said
+  so) when the real one is not available offline.
+
+What it leaves out: multiple-choice (SWAG) and SQuAD v2 no-answer heads, CRF layers, regression (STS-B),
+label smoothing, layer-wise learning-rate decay, and ensembling.
+
+Shapes: B batch, T sequence length, C hidden size, K number of labels, L number of layers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minibert import metrics
+from minibert.model import (
+    IGNORE_INDEX,
+    BertConfig,
+    BertModel,
+    _from_hf_state_dict,
+    _read_weights,
+    _resolve_folder,
+    _to_hf_state_dict,
+    init_weights,
+)
+
+# ---------------------------------------------------------------------------------------------------- heads
+
+
+@dataclass
+class TaskOutput:
+    logits: torch.Tensor  # (B, K) for sentences, (B, T, K) for tokens
+    loss: torch.Tensor | None = None
+
+
+@dataclass
+class QAOutput:
+    start_logits: torch.Tensor  # (B, T)
+    end_logits: torch.Tensor  # (B, T)
+    loss: torch.Tensor | None = None  # mean of the start and end cross-entropies
+
+
+class VocabMismatchError(ValueError):
+    """The tokenizer's vocab is not the one the checkpoint's embeddings were trained with."""
+
+
+class _TaskModel(nn.Module):
+    """What the three heads share: the encoder, feature-based mode, and checkpoint folders."""
+
+    _heads: tuple[str, ...] = ()  # names of the head modules (the Hugging Face names of their weights)
+
+    def __init__(self, config: BertConfig, last_n_layers: int = 1):
+        super().__init__()
+        if not 1 <= last_n_layers <= config.num_hidden_layers + 1:
+            raise ValueError(f"last_n_layers={last_n_layers}, but this encoder has {config.num_hidden_layers} layers "
+                             f"(+ the embeddings = {config.num_hidden_layers + 1} hidden states to concatenate)")
+        self.config, self.last_n_layers = config, last_n_layers
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.feature_based = False
+        self.loading_info: dict = {"new": [], "skipped": []}
+        self.source_folder: Path | None = None
+
+    def _init_head(self, feature_based: bool) -> None:
+        """BERT's initialisation for the new head; then, in feature-based mode, freeze the encoder."""
+        for name in self._heads:
+            getattr(self, name).apply(lambda m: init_weights(m, self.config.initializer_range))
+        if feature_based:
+            self.freeze_encoder()
+
+    def freeze_encoder(self) -> _TaskModel:
+        """Feature-based mode: the encoder's weights stay as they are (no gradients, dropout off); the head trains."""
+        for p in self.bert.parameters():
+            p.requires_grad_(False)
+        self.feature_based = True
+        self.bert.eval()
+        return self
+
+    def unfreeze_encoder(self) -> _TaskModel:
+        """Back to full fine-tuning: every weight trains."""
+        for p in self.bert.parameters():
+            p.requires_grad_(True)
+        self.feature_based = False
+        self.bert.train(self.training)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.feature_based:
+            self.bert.eval()  # frozen features: no dropout inside the encoder
+        return self
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def _encode(self, input_ids, token_type_ids, attention_mask):
+        """The encoder's features: (B, T, n*C) from the last n hidden states, and the pooled vector (B, C)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.feature_based):
+            out = self.bert(input_ids, token_type_ids, attention_mask, output_hidden_states=self.last_n_layers > 1)
+        h = out.last_hidden_state if self.last_n_layers == 1 else torch.cat(
+            out.hidden_states[-self.last_n_layers:], dim=-1)  # (B, T, n*C)
+        return h, out.pooler_output
+
+    # -------------------------------------------------------------- checkpoints
+
+    def _head_config(self) -> dict:
+        extra = {"minibert_head": {"feature_based": self.feature_based, "last_n_layers": self.last_n_layers}}
+        labels = getattr(self, "labels", None)
+        if labels is not None:
+            extra.update(num_labels=len(labels), id2label={str(i): x for i, x in enumerate(labels)},
+                         label2id={x: i for i, x in enumerate(labels)})
+        return extra
+
+    def save_pretrained(self, folder, vocab_file=None) -> Path:
+        """config.json (with the labels and head options) + model.safetensors in Hugging Face names, and vocab.txt."""
+        import shutil
+
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"architectures": [type(self).__name__], "model_type": "bert", **self.config.to_dict(),
+                  "position_embedding_type": "absolute", "tie_word_embeddings": True, **self._head_config()}
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        weights = {f"bert.{k}": v for k, v in _to_hf_state_dict(self.bert.state_dict(), self.config, False).items()}
+        weights.update({k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.state_dict().items()
+                        if not k.startswith("bert.")})
+        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        if vocab_file is not None:
+            shutil.copyfile(vocab_file, folder / "vocab.txt")
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, name_or_folder, tokenizer=None, verbose: bool = True, **options):
+        """The encoder of a checkpoint folder (or hub name) under a head of this class.
+
+        Works with BertForPreTraining folders (the MLM/NSP heads are left out), BertModel folders and task folders
+        (whose head is kept when it fits). Head options (num_labels, labels, feature_based, last_n_layers) come from
+        `options`, else from the folder's config.json. `model.loading_info` lists the new and the skipped weights;
+        `verbose` prints them. With `tokenizer`, `check_vocab` runs first.
+        """
+        folder = _resolve_folder(name_or_folder)
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        saved = raw.pop("minibert_head", {})
+        config = BertConfig.from_dict(raw)
+        if tokenizer is not None:
+            check_vocab(config, tokenizer, folder)
+        options = {k: v for k, v in options.items() if v is not None}
+        saved_options = cls._saved_options(raw, saved)
+        if "num_labels" in options and "labels" not in options:
+            saved_options.pop("labels", None)  # a new number of labels: the saved names no longer apply
+        options = {**saved_options, **options}
+        feature_based = options.pop("feature_based", False)
+        model = cls(config, **options)
+        sd = _read_weights(folder)
+        head_names = ("classifier.", "qa_outputs.")  # any task head: kept if it is ours and fits, else skipped
+        head = {k: sd.pop(k) for k in list(sd) if k.startswith(head_names)}
+        skipped = sorted(k for k in sd if k.startswith("cls."))
+        prefix = "bert." if any(k.startswith("bert.") for k in sd) else ""
+        fresh, new = model.state_dict(), []
+        for name in ("pooler.dense.weight", "pooler.dense.bias"):
+            if prefix + name not in sd:  # Hugging Face token-classification and QA checkpoints have no pooler
+                sd[prefix + name] = fresh[f"bert.{name}"]
+                new.append(f"bert.{name}")
+        model.bert.load_state_dict(_from_hf_state_dict(sd, config, with_heads=False, folder=folder))
+        kept = {k: v for k, v in head.items() if k in fresh and tuple(v.shape) == tuple(fresh[k].shape)}
+        model.load_state_dict(kept, strict=False)
+        new += [k for k in fresh if not k.startswith("bert.") and k not in kept]
+        skipped += sorted(set(head) - set(kept))
+        model.loading_info, model.source_folder = {"new": new, "skipped": skipped}, folder
+        if feature_based:
+            model.freeze_encoder()
+        if verbose and (new or skipped):
+            parts = [f"Loaded the encoder of {name_or_folder} into {cls.__name__}."]
+            if new:
+                parts.append(f"New, randomly initialised (fine-tuning trains them): {', '.join(new)}.")
+            if skipped:
+                cls_heads = [k for k in skipped if k.startswith("cls.")]
+                rest = [k for k in skipped if not k.startswith("cls.")]
+                if cls_heads:
+                    parts.append(f"Not used: the pre-training heads ({len(cls_heads)} tensors, cls.*).")
+                if rest:
+                    parts.append(f"Not used (another head, or another number of labels): {', '.join(rest)}.")
+            print(" ".join(parts))
+        return model.eval()
+
+    @classmethod
+    def _saved_options(cls, raw: dict, saved: dict) -> dict:
+        """Head options stored in a folder of this same head: labels, last_n_layers, feature_based."""
+        if cls.__name__ not in raw.get("architectures", []):
+            return {}
+        import inspect
+
+        accepted = inspect.signature(cls.__init__).parameters
+        options = {"feature_based": bool(saved.get("feature_based", False))}
+        if "labels" in accepted and "id2label" in raw:
+            options["labels"] = [raw["id2label"][str(i)] for i in range(len(raw["id2label"]))]
+        if "last_n_layers" in accepted:
+            options["last_n_layers"] = int(saved.get("last_n_layers", 1))
+        return options
+
+
+def check_vocab(model_or_config, tokenizer, folder=None) -> None:
+    """Raise VocabMismatchError unless the tokenizer's vocab is the checkpoint's: the same size as the embedding
+    table (config.vocab_size) and, when the folder has a vocab.txt, the same token on every line."""
+    config = getattr(model_or_config, "config", model_or_config)
+    folder = folder if folder is not None else getattr(model_or_config, "source_folder", None)
+    n = len(tokenizer.id_to_token)
+    how = ("Use the tokenizer of the checkpoint (WordPieceTokenizer.from_vocab_file(folder / 'vocab.txt')), or a "
+           "checkpoint pre-trained with this vocab.")
+    if n != config.vocab_size:
+        raise VocabMismatchError(f"the tokenizer has {n} tokens but the checkpoint's embedding table has "
+                                 f"vocab_size={config.vocab_size} rows: they come from different vocabularies, so "
+                                 f"token ids would point at the wrong embeddings. {how}")
+    vocab_txt = Path(folder) / "vocab.txt" if folder is not None else None
+    if vocab_txt is not None and vocab_txt.is_file():
+        lines = vocab_txt.read_text(encoding="utf-8").split("\n")
+        for i, token in enumerate(tokenizer.id_to_token):
+            theirs = lines[i].rstrip() if i < len(lines) else None
+            if (token or "") != theirs:
+                raise VocabMismatchError(f"the tokenizer's vocab differs from {vocab_txt} at id {i}: {token!r} vs "
+                                         f"{theirs!r} (same size, different tokens). {how}")
+
+
+class BertForSequenceClassification(_TaskModel):
+    """One label per sentence (or pair): softmax(W dropout(C) + b), C = the pooled [CLS] vector (B, C)."""
+
+    _heads = ("classifier",)
+
+    def __init__(self, config: BertConfig, num_labels: int = 2, feature_based: bool = False, labels=None):
+        super().__init__(config)
+        self.labels = list(labels) if labels is not None else None
+        self.num_labels = len(self.labels) if self.labels is not None else num_labels
+        self.classifier = nn.Linear(config.hidden_size, self.num_labels)
+        self._init_head(feature_based)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> TaskOutput:
+        """labels (B,): class ids. loss: mean cross-entropy."""
+        _, pooled = self._encode(input_ids, token_type_ids, attention_mask)  # (B, C)
+        logits = self.classifier(self.dropout(pooled))  # (B, K)
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        return TaskOutput(logits, loss)
+
+
+
+class BertForTokenClassification(_TaskModel):
+    """One label per token: W dropout(h_t) + b, h_t the last hidden state (B, T, C) or the last n concatenated."""
+
+    _heads = ("classifier",)
+
+    def __init__(self, config: BertConfig, num_labels: int = 9, feature_based: bool = False, last_n_layers: int = 1,
+                 labels=None):
+        super().__init__(config, last_n_layers)
+        self.labels = list(labels) if labels is not None else None
+        self.num_labels = len(self.labels) if self.labels is not None else num_labels
+        self.classifier = nn.Linear(last_n_layers * config.hidden_size, self.num_labels)  # (n*C) -> K
+        self._init_head(feature_based)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> TaskOutput:
+        """labels (B, T): a label id on the first sub-word of each word, -100 elsewhere (never scored)."""
+        h, _ = self._encode(input_ids, token_type_ids, attention_mask)  # (B, T, n*C)
+        logits = self.classifier(self.dropout(h))  # (B, T, K)
+        loss = None
+        if labels is not None:
+            scored = labels != IGNORE_INDEX  # (B, T)
+            loss = (F.cross_entropy(logits[scored].float(), labels[scored]) if scored.any()
+                    else logits.sum() * 0.0)
+        return TaskOutput(logits, loss)
+
+
+
+class BertForQuestionAnswering(_TaskModel):
+    """A start and an end logit per token: W h_t + b with W (2, C); the answer is the best legal span."""
+
+    _heads = ("qa_outputs",)
+
+    def __init__(self, config: BertConfig, feature_based: bool = False, last_n_layers: int = 1):
+        super().__init__(config, last_n_layers)
+        self.qa_outputs = nn.Linear(last_n_layers * config.hidden_size, 2)
+        self._init_head(feature_based)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, start_positions=None,
+                end_positions=None) -> QAOutput:
+        """start_positions, end_positions (B,): token index of the answer's first and last token (0, [CLS], when
+        the answer is not in this window). loss: the mean of the two cross-entropies."""
+        h, _ = self._encode(input_ids, token_type_ids, attention_mask)  # (B, T, n*C)
+        start_logits, end_logits = self.qa_outputs(self.dropout(h)).unbind(-1)  # (B, T) each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = (F.cross_entropy(start_logits.float(), start_positions)
+                    + F.cross_entropy(end_logits.float(), end_positions)) / 2
+        return QAOutput(start_logits, end_logits, loss)
+
+
+
+# ---------------------------------------------------------------------------------------------------- data
+
+
+class TaskDataset(torch.utils.data.Dataset):
+    """Encoded items (dicts of lists) plus what evaluation needs (`labels`, `records`, `skipped`...) as attributes.
+    `collate` pads a batch to its own longest item."""
+
+    def __init__(self, items: list[dict], pad_id: int, max_length: int | None, task: str, **info):
+        self.items, self.pad_id, self.max_length, self.task = items, pad_id, max_length, task
+        self.labels = self.records = self.skipped = None
+        self.chinese = False
+        self.__dict__.update(info)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+    def collate(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        return collate(batch, self.pad_id)
+
+
+def collate(items: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad to the longest item of the batch: input_ids with [PAD], token_type_ids 0, attention_mask 0, token labels
+    -100. Returns only the model's keywords (input_ids, token_type_ids, attention_mask, labels, start/end_positions)."""
+    if not items:
+        raise ValueError("collate got an empty batch")
+    B, T = len(items), max(len(it["input_ids"]) for it in items)
+    out = {"input_ids": torch.full((B, T), pad_id, dtype=torch.long),
+           "token_type_ids": torch.zeros(B, T, dtype=torch.long), "attention_mask": torch.zeros(B, T, dtype=torch.long)}
+    token_labels = isinstance(items[0].get("labels"), list)
+    if token_labels:
+        out["labels"] = torch.full((B, T), IGNORE_INDEX, dtype=torch.long)
+    for row, it in enumerate(items):
+        n = len(it["input_ids"])
+        out["input_ids"][row, :n] = torch.tensor(it["input_ids"])
+        out["token_type_ids"][row, :n] = torch.tensor(it["token_type_ids"])
+        out["attention_mask"][row, :n] = 1
+        if token_labels:
+            out["labels"][row, :n] = torch.tensor(it["labels"])
+    for key in ("labels", "start_positions", "end_positions"):
+        if key in items[0] and not (key == "labels" and token_labels):
+            out[key] = torch.tensor([it[key] for it in items], dtype=torch.long)  # (B,)
+    return out
+
+
+def encode_classification(records, tokenizer, max_length: int = 128, text_keys=("sentence",), label_key="label",
+                          num_labels: int | None = None) -> TaskDataset:
+    """Sentences ({"sentence", "label"}) or pairs (text_keys=("sentence1", "sentence2")) -> a TaskDataset of
+    [CLS] A [SEP] (B [SEP]) with segment ids and the label. Labels must be ints in 0..num_labels-1."""
+    text_keys = (text_keys,) if isinstance(text_keys, str) else tuple(text_keys)
+    if not 1 <= len(text_keys) <= 2:
+        raise ValueError(f"text_keys names one text or a pair, got {text_keys}")
+    for n, r in enumerate(records):
+        missing = [k for k in (*text_keys, label_key) if k not in r]
+        if missing:
+            raise KeyError(f"record {n} has no {missing[0]!r} (its keys: {sorted(r)}). For pairs use "
+                           f"text_keys=('sentence1', 'sentence2'); for one sentence text_keys=('sentence',).")
+    labels = [r[label_key] for r in records]
+    if num_labels is None:
+        num_labels = max((x for x in labels if isinstance(x, int)), default=0) + 1
+    _check_class_labels(labels, num_labels)
+    texts = [r[text_keys[0]] for r in records]
+    pairs = [r[text_keys[1]] for r in records] if len(text_keys) == 2 else None
+    encodings = tokenizer.encode_batch(texts, pairs, max_length=max_length) if records else []
+    items = [{"input_ids": e.ids, "token_type_ids": e.type_ids, "labels": y} for e, y in zip(encodings, labels)]
+    return TaskDataset(items, tokenizer.pad_id, max_length, "classification", labels=list(range(num_labels)),
+                       records=list(records))
+
+
+def _check_class_labels(labels, num_labels: int) -> None:
+    for n, y in enumerate(labels):
+        if not isinstance(y, int) or isinstance(y, bool) or not 0 <= y < num_labels:
+            hint = " (GLUE test sets hide their labels as -1: evaluate on 'validation')" if y == -1 else ""
+            raise ValueError(f"record {n} has label {y!r}, outside the label set 0..{num_labels - 1} "
+                             f"(num_labels={num_labels}){hint}. Fix the record, or pass the right num_labels.")
+
+
+def align_labels(word_ids, word_labels, label_to_id: dict) -> list[int]:
+    """One label id per token: the label of its word on the first sub-word of each word, -100 on the other sub-words
+    and on special tokens (word id None). `word_ids[t]` is the index in `word_labels` of token t's word."""
+    out, previous = [], None
+    for w in word_ids:
+        if w is None or w == previous:
+            out.append(IGNORE_INDEX)
+        else:
+            tag = word_labels[w]
+            if tag not in label_to_id:
+                raise ValueError(f"label {tag!r} (word {w}) is not in the label set {list(label_to_id)}")
+            out.append(label_to_id[tag])
+        previous = w
+    return out
+
+
+def word_ids_from_offsets(words: list[str], offsets, special) -> list[int | None]:
+    """For the text " ".join(words): the index of the word each token comes from (None for special tokens), read
+    from the tokens' character offsets. `special[t]` is True for [CLS], [SEP] and padding."""
+    owner = []
+    for i, word in enumerate(words):
+        owner += [i] * len(word) + [None]  # the joining space belongs to no word
+    return [None if is_special else owner[start] for (start, _), is_special in zip(offsets, special)]
+
+
+def encode_ner(records, tokenizer, label_list, max_length: int = 128) -> TaskDataset:
+    """Sentences of words with BIO tags ({"tokens", "ner_tags"}) -> a TaskDataset with one label per token.
+
+    The words are joined with spaces and encoded once; each token's word is found from its character offsets, so
+    words that the tokenizer splits further ('U.S.' -> u . s .) keep one label, Chinese characters stay one word
+    each, and words that give no token at all (a lone control character) or that fall beyond max_length are never
+    predicted: evaluation then counts them as 'O'."""
+    label_list = list(label_list)
+    label_to_id = {x: i for i, x in enumerate(label_list)}
+    for n, r in enumerate(records):
+        if len(r["tokens"]) != len(r["ner_tags"]):
+            raise ValueError(f"record {n} has {len(r['tokens'])} words but {len(r['ner_tags'])} tags")
+        unknown = [t for t in r["ner_tags"] if t not in label_to_id]
+        if unknown:
+            raise ValueError(f"record {n} has the tag {unknown[0]!r}, which is not in the label set {label_list}. "
+                             f"Add it to label_list (or fix the data).")
+    texts = [" ".join(r["tokens"]) for r in records]
+    encodings = tokenizer.encode_batch(texts, max_length=max_length) if records else []
+    items = []
+    for r, e in zip(records, encodings):
+        word_ids = word_ids_from_offsets(r["tokens"], e.offsets, [w is None for w in e.word_ids])
+        labels = align_labels(word_ids, r["ner_tags"], label_to_id)
+        words = [w for w, y in zip(word_ids, labels) if y != IGNORE_INDEX]  # the word of each scored token
+        items.append({"input_ids": e.ids, "token_type_ids": e.type_ids, "labels": labels, "words": words})
+    return TaskDataset(items, tokenizer.pad_id, max_length, "ner", labels=label_list, records=list(records))
+
+
+def _answer_tokens(offsets, start_char: int, end_char: int) -> tuple[int, int] | None:
+    """First and last context token that overlap the characters [start_char, end_char), or None."""
+    inside = [i for i, (s, e) in enumerate(offsets) if s < end_char and e > start_char]
+    return (inside[0], inside[-1]) if inside else None
+
+
+def _looks_chinese(records) -> bool:
+    from minibert.tokenizer import is_chinese_char
+
+    text = "".join(r["context"] for r in records[:50]).replace(" ", "")
+    return bool(text) and sum(map(is_chinese_char, text)) > 0.3 * len(text)
+
+
+def prepare_qa_features(records, tokenizer, max_length: int = 384, stride: int = 128, max_query_length: int = 64,
+                        training: bool = True, chinese: bool | None = None, verbose: bool = True) -> TaskDataset:
+    """SQuAD-style records -> features [CLS] question [SEP] window of the context [SEP].
+
+    A context longer than the window is split into windows that overlap by `stride` tokens (the Hugging Face meaning
+    of stride; Google's run_squad.py calls the step between windows doc_stride). Each feature keeps `offsets` (the
+    character span in the context of each token, None outside the context) and `example` (the record's index).
+    start/end_positions are the first answer's first and last token, or 0 ([CLS]) when it is not inside the window.
+
+    An answer that is not at its answer_start in the context (or a record with no answer) is counted and listed in
+    `.skipped` as (record index, reason); with training=True such records are left out, otherwise they are kept (an
+    evaluation scores every question by its answer texts).
+    """
+    records = list(records)
+    questions = tokenizer.encode_batch([r["question"] for r in records], add_special_tokens=False) if records else []
+    contexts = tokenizer.encode_batch([r["context"] for r in records], add_special_tokens=False) if records else []
+    items, skipped = [], []
+    for n, (r, q, c) in enumerate(zip(records, questions, contexts)):
+        answer, reason = None, None
+        texts, starts = r["answers"]["text"], r["answers"]["answer_start"]
+        if not texts:
+            reason = "no answer"
+        elif r["context"][starts[0]:starts[0] + len(texts[0])] != texts[0]:
+            reason = (f"answer {texts[0][:40]!r} is not at answer_start={starts[0]} (the context has "
+                      f"{r['context'][max(starts[0], 0):max(starts[0], 0) + len(texts[0])][:40]!r} there)")
+        else:
+            answer = _answer_tokens(c.offsets, starts[0], starts[0] + len(texts[0]))
+            reason = None if answer else f"answer {texts[0][:40]!r} gives no token"
+        if reason:
+            skipped.append((n, reason))
+            if training:
+                continue
+        q_ids = q.ids[:max_query_length]
+        budget = max_length - len(q_ids) - 3  # context tokens per window
+        if budget <= stride:
+            raise ValueError(f"max_length={max_length} leaves {budget} context tokens after the {len(q_ids)} of "
+                             f"question {n}, not more than stride={stride}: the windows would not advance. Use a "
+                             f"smaller stride or max_query_length, or a larger max_length.")
+        lead = len(q_ids) + 2  # [CLS] question [SEP]
+        ids, offsets = c.ids, c.offsets
+        start = 0
+        while True:
+            end = min(start + budget, len(ids))
+            item = {"input_ids": [tokenizer.cls_id, *q_ids, tokenizer.sep_id, *ids[start:end], tokenizer.sep_id],
+                    "token_type_ids": [0] * lead + [1] * (end - start + 1),
+                    "offsets": [None] * lead + [tuple(o) for o in offsets[start:end]] + [None], "example": n,
+                    "start_positions": 0, "end_positions": 0}
+            if answer and start <= answer[0] and answer[1] < end:
+                item["start_positions"], item["end_positions"] = answer[0] - start + lead, answer[1] - start + lead
+            items.append(item)
+            if end >= len(ids):
+                break
+            start += budget - stride
+    if skipped and verbose:
+        what = "left out" if training else "kept for scoring by their answer texts"
+        print(f"prepare_qa_features: {len(skipped)} of {len(records)} examples have no usable answer; {what}. "
+              f"First: record {skipped[0][0]} (id {records[skipped[0][0]]['id']!r}): {skipped[0][1]}.")
+    chinese = _looks_chinese(records) if chinese is None else chinese
+    return TaskDataset(items, tokenizer.pad_id, max_length, "qa", records=records, skipped=skipped, chinese=chinese)
+
+
+# ---------------------------------------------------------------------------------------------------- answers
+
+
+def best_span(start_logits, end_logits, offsets, max_answer_length: int = 30, n_best: int | None = None):
+    """(start, end, score) of the best legal span, or None when there is none.
+
+    Legal: start <= end, both tokens inside the context (offsets[t] is not None), end - start + 1 <= max_answer_length.
+    score = start_logits[start] + end_logits[end]. n_best=None searches every pair (a T x T table, cheap); an int
+    looks only among the n_best highest start and end logits, as Google's and Hugging Face's scripts do.
+    """
+    T = len(offsets)
+    s = torch.as_tensor(start_logits, dtype=torch.float32).flatten()[:T]  # (T,)
+    e = torch.as_tensor(end_logits, dtype=torch.float32).flatten()[:T]  # (T,)
+    if len(s) < T or len(e) < T:
+        raise ValueError(f"{len(offsets)} offsets but only {min(len(s), len(e))} logits: pass one logit per token")
+    context = torch.tensor([o is not None for o in offsets])  # (T,)
+    i = torch.arange(T)
+    length = i[None, :] - i[:, None] + 1  # (T, T): end - start + 1
+    legal = context[:, None] & context[None, :] & (length >= 1) & (length <= max_answer_length)
+    if n_best is not None:
+        top = lambda x: torch.zeros(T, dtype=torch.bool).index_fill_(0, x.topk(min(n_best, T)).indices, True)
+        legal &= top(s)[:, None] & top(e)[None, :]
+    if not legal.any():
+        return None
+    scores = (s[:, None] + e[None, :]).masked_fill(~legal, float("-inf"))  # (T, T)
+    flat = int(scores.argmax())
+    return flat // T, flat % T, float(scores.view(-1)[flat])
+
+
+def postprocess_qa(features, start_logits, end_logits, examples=None, max_answer_length: int = 30,
+                   n_best: int | None = None) -> dict[str, str]:
+    """{example id: answer text}: the best legal span over all of an example's windows, cut out of its context
+    through the offsets; '' when no window has a legal span. start/end_logits: one (T_i,) per feature."""
+    examples = examples if examples is not None else features.records
+    best: dict[int, tuple[float, str]] = {}
+    for feature, s, e in zip(features, start_logits, end_logits):
+        span = best_span(s, e, feature["offsets"], max_answer_length, n_best)
+        n = feature["example"]
+        if span is not None and (n not in best or span[2] > best[n][0]):
+            offsets = feature["offsets"]
+            best[n] = (span[2], examples[n]["context"][offsets[span[0]][0]:offsets[span[1]][1]])
+    return {ex["id"]: best[n][1] if n in best else "" for n, ex in enumerate(examples)}
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def predict(model, dataset: TaskDataset, batch_size: int = 64, progress: bool = False):
+    """Run the model in eval mode over a dataset, shortest items first (less padding). Returns the logits of each item,
+    in the dataset's order and without padding ((K,), (T_i, K), or (T_i, 2) = start and end), and the mean loss."""
+    from tqdm.auto import tqdm
+
+    from minibert.runtime import pick_precision
+
+    device = next(model.parameters()).device
+    precision = pick_precision(device)
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
+    outputs, loss_sum, n_loss = [None] * len(dataset), 0.0, 0
+    for at in tqdm(range(0, len(order), batch_size), disable=not progress, desc="evaluating", leave=False):
+        index = order[at:at + batch_size]
+        batch = {k: v.to(device) for k, v in dataset.collate([dataset[i] for i in index]).items()}
+        with precision.autocast(device):
+            out = model(**batch)
+        if out.loss is not None:
+            loss_sum, n_loss = loss_sum + out.loss.float().item() * len(index), n_loss + len(index)
+        logits = (torch.stack([out.start_logits, out.end_logits], -1) if isinstance(out, QAOutput)
+                  else out.logits).float().cpu()  # (B, K), (B, T, K) or (B, T, 2)
+        for row, i in enumerate(index):
+            outputs[i] = logits[row] if logits.dim() == 2 else logits[row, :len(dataset[i]["input_ids"])]
+    model.train(was_training)
+    return outputs, (loss_sum / n_loss if n_loss else None)
+
+
+def classification_metrics(y_true, y_pred, num_labels: int) -> dict[str, float]:
+    f1 = metrics.f1_binary(y_true, y_pred) if num_labels == 2 else metrics.f1_macro(y_true, y_pred, range(num_labels))
+    return {"accuracy": metrics.accuracy(y_true, y_pred), "f1": f1}
+
+
+def ner_metrics(dataset: TaskDataset, predicted_tags: list[list[str]]) -> dict[str, float]:
+    gold = [r["ner_tags"] for r in dataset.records]
+    scores = metrics.entity_prf(gold, predicted_tags)
+    words = [(t, p) for g, q in zip(gold, predicted_tags) for t, p in zip(g, q)]
+    return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
+            "accuracy": sum(t == p for t, p in words) / max(1, len(words))}
+
+
+def evaluate(model, dataset: TaskDataset, batch_size: int = 64, progress: bool = False, n_best: int | None = None,
+             max_answer_length: int = 30) -> dict[str, float]:
+    """The task's metrics on a held-out TaskDataset: accuracy and F1 (binary, or macro for more than two classes);
+    entity precision/recall/F1 and word accuracy; or SQuAD exact match and F1 (percent). Plus the mean "loss"."""
+    logits, loss = predict(model, dataset, batch_size, progress)
+    if dataset.task == "classification":
+        result = classification_metrics([it["labels"] for it in dataset.items], [int(x.argmax()) for x in logits],
+                                        len(dataset.labels))
+    elif dataset.task == "ner":
+        result = ner_metrics(dataset, predicted_word_tags(dataset, logits))
+    else:
+        predictions = postprocess_qa(dataset, [x[:, 0] for x in logits], [x[:, 1] for x in logits],
+                                     dataset.records, max_answer_length, n_best)
+        result = metrics.squad_evaluate(predictions, dataset.records, chinese=dataset.chinese)
+    return {**result, **({"loss": loss} if loss is not None else {})}
+
+
+def predicted_word_tags(dataset: TaskDataset, logits) -> list[list[str]]:
+    """One tag per word: the prediction on its first sub-word; 'O' for words without a token."""
+    tags = []
+    for item, record, x in zip(dataset.items, dataset.records, logits):
+        words = ["O"] * len(record["tokens"])
+        scored = [t for t, y in enumerate(item["labels"]) if y != IGNORE_INDEX]
+        for t, w in zip(scored, item["words"]):
+            words[w] = dataset.labels[int(x[t].argmax())]
+        tags.append(words)
+    return tags
+
+
+def baseline_metrics(dataset: TaskDataset, train: TaskDataset | None = None) -> dict[str, float]:
+    """What a model that learned nothing scores: the most frequent label of `train` (else of `dataset`) for every
+    sentence; 'O' for every word; the empty answer for every question."""
+    if dataset.task == "classification":
+        labels = [it["labels"] for it in (train or dataset).items]
+        majority = max(sorted(set(labels)), key=labels.count)
+        return classification_metrics([it["labels"] for it in dataset.items], [majority] * len(dataset),
+                                      len(dataset.labels))
+    if dataset.task == "ner":
+        return ner_metrics(dataset, [["O"] * len(r["tokens"]) for r in dataset.records])
+    return metrics.squad_evaluate({}, dataset.records, chinese=dataset.chinese)
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+class KeepBest:
+    """A Trainer callback: after each evaluation, keep the weights with the best `metric` (a copy in memory, and a
+    Hugging Face folder when `folder` is given). `restore(model)` puts them back."""
+
+    def __init__(self, metric: str, folder=None, greater_is_better: bool = True, vocab_file=None):
+        self.metric, self.folder, self.greater, self.vocab_file = metric, folder, greater_is_better, vocab_file
+        self.best_value = self.best_step = self.best_metrics = self.state = None
+        self._seen = -1
+
+    def __call__(self, trainer, record) -> None:
+        evals = [r for r in trainer.history if r.get("step") == trainer.step and f"eval_{self.metric}" in r]
+        if not evals or trainer.step == self._seen:
+            return
+        self._seen = trainer.step
+        value = evals[-1][f"eval_{self.metric}"]
+        if self.best_value is None or (value > self.best_value if self.greater else value < self.best_value):
+            self.best_value, self.best_step = value, trainer.step
+            self.best_metrics = {k[5:]: v for k, v in evals[-1].items() if k.startswith("eval_")}
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+            if self.folder is not None and trainer.is_main:
+                trainer.model.save_pretrained(self.folder, vocab_file=self.vocab_file)
+
+    def restore(self, model) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
+@dataclass
+class FinetuneResult:
+    trainer: object
+    history: list[dict]
+    best_metrics: dict | None  # the held-out metrics of the kept weights
+    best_step: int | None
+    steps_per_epoch: int
+    seconds_per_epoch: float  # training time only (evaluation excluded)
+    eval_seconds: float
+
+
+def finetune(model, train: TaskDataset, held_out: TaskDataset, config=None, epochs: float | None = 3,
+             metric: str | None = None, out_dir=None, vocab_file=None, restore_best: bool = True,
+             warmup_ratio: float | None = 0.1, batch_size_eval: int = 64) -> FinetuneResult:
+    """Fine-tune with `minibert.pretraining.Trainer` (AdamW, warm-up then linear decay, dynamic padding, progress
+    bar): `epochs` passes over `train`, an evaluation on `held_out` at the end of every epoch, and the weights with
+    the best `metric` kept (written to out_dir/best, and put back into the model at the end with restore_best).
+
+    `config` is a TrainingConfig; its max_steps becomes epochs x steps per epoch (pass epochs=None to keep it), its
+    eval_every one epoch unless set, its warm-up `warmup_ratio` of the steps (None: keep config.warmup_steps).
+    metric: "accuracy" for sentences, "f1" for entities and answers by default; "loss" is minimised.
+    """
+    from minibert.pretraining import Trainer, TrainingConfig
+
+    config = config or TrainingConfig(lr=5e-5, batch_size=32)
+    steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size) // config.grad_accum_steps)
+    if epochs is not None:
+        config = replace(config, max_steps=max(1, round(epochs * steps_per_epoch)))
+    if warmup_ratio is not None:
+        config = replace(config, warmup_steps=round(warmup_ratio * config.max_steps))
+    config = replace(config, eval_every=config.eval_every or steps_per_epoch, out_dir=out_dir or config.out_dir)
+    metric = metric or ("accuracy" if train.task == "classification" else "f1")
+    timer = {"eval": 0.0}
+
+    def eval_fn(m):
+        t = time.perf_counter()
+        result = evaluate(m, held_out, batch_size_eval, progress=config.progress)
+        timer["eval"] += time.perf_counter() - t
+        return result
+
+    folder = Path(config.out_dir) / "best" if config.out_dir else None
+    keep = KeepBest(metric, folder, greater_is_better=metric != "loss", vocab_file=vocab_file)
+    trainer = Trainer(model, train, config, eval_fn=eval_fn, callbacks=[keep], vocab_file=vocab_file)
+    start = time.perf_counter()
+    history = trainer.train()
+    total = time.perf_counter() - start
+    if restore_best:
+        keep.restore(model)
+    epochs_done = max(trainer.step / steps_per_epoch, 1e-9)
+    return FinetuneResult(trainer, history, keep.best_metrics, keep.best_step, steps_per_epoch,
+                          (total - timer["eval"]) / epochs_done, timer["eval"])
+
+
+# ---------------------------------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """A fine-tuning task of the course: which dataset, which head, which vocab, which metric decides."""
+
+    name: str
+    kind: str  # "classification", "ner" or "qa"
+    dataset: str
+    vocab: str = "bert-base-uncased"
+    text_keys: tuple[str, ...] = ("sentence",)
+    label_names: tuple[str, ...] = ("negative", "positive")  # sentence tasks; NER takes its tags from the data
+    metric: str = "accuracy"
+
+    @property
+    def chinese(self) -> bool:
+        return self.vocab == "bert-base-chinese"
+
+
+TASKS = {t.name: t for t in [
+    Task("sst2", "classification", "sst2"),
+    Task("mrpc", "classification", "mrpc", text_keys=("sentence1", "sentence2"),
+         label_names=("not_equivalent", "equivalent"), metric="f1"),
+    Task("rte", "classification", "rte", text_keys=("sentence1", "sentence2"),
+         label_names=("entailment", "not_entailment")),
+    Task("chnsenticorp", "classification", "chnsenticorp", vocab="bert-base-chinese"),
+    *[Task(n, "ner", n, metric="f1") for n in ("conll2003", "wnut17", "wikiann-en")],
+    *[Task(n, "ner", n, vocab="bert-base-chinese", metric="f1")
+      for n in ("weibo-ner", "msra-ner", "peoples-daily-ner")],
+    Task("squad", "qa", "squad", metric="f1"),
+    Task("cmrc2018", "qa", "cmrc2018", vocab="bert-base-chinese", metric="f1"),
+]}
+
+
+def task_records(task: Task | str, seed: int = 0, held_out_fraction: float = 0.2, say=print):
+    """(train records, held-out records) of a task: its train and validation splits. When one of them is not
+    available (offline, only part of the data in MINIBERT_DATA), the other is split in two, shuffled with `seed`
+    (by context for QA, so that no paragraph is in both), and `say` tells so: such numbers are not the published dev
+    numbers."""
+    from minibert.data import DatasetUnavailableError, load_dataset
+
+    task = TASKS[task] if isinstance(task, str) else task
+    splits = {}
+    for split in ("train", "validation", "test"):
+        if split == "test" and splits:
+            break  # a test split is only a last resort
+        try:
+            splits[split] = load_dataset(task.dataset, split)
+        except (DatasetUnavailableError, KeyError):
+            pass
+    if "train" in splits and "validation" in splits:
+        return splits["train"], splits["validation"]
+    if not splits:
+        raise FileNotFoundError(f"no split of {task.dataset} is available: set MINIBERT_DATA or connect to the hub")
+    name, records = next(iter(splits.items()))
+    groups: dict[str, list] = {}
+    for r in records:  # QA: one group per context; otherwise one per record
+        groups.setdefault(r["context"] if task.kind == "qa" else str(len(groups)), []).append(r)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    n_held = max(1, round(len(keys) * held_out_fraction))
+    held, train = keys[:n_held], keys[n_held:]
+    say(f"{task.dataset}: only the '{name}' split is available here, so {1 - held_out_fraction:.0%} of it trains and "
+        f"{held_out_fraction:.0%} is held out (not the published dev set)")
+    return [r for k in train for r in groups[k]], [r for k in held for r in groups[k]]
+
+
+def task_labels(task: Task, train_records, held_out_records) -> list:
+    """The label names: the task's for sentences; for NER every tag seen, O first, then by type and B before I."""
+    if task.kind != "ner":
+        return list(task.label_names)
+    tags = {t for r in [*train_records, *held_out_records] for t in r["ner_tags"]} - {"O"}
+    return ["O", *sorted(tags, key=lambda t: (t[2:], t[0]))]
+
+
+def encode_task(task: Task, records, tokenizer, labels, max_length: int = 128, stride: int = 128,
+                training: bool = True) -> TaskDataset:
+    """The TaskDataset of a task's records (the right `encode_*` or `prepare_qa_features`)."""
+    if task.kind == "classification":
+        return encode_classification(records, tokenizer, max_length, task.text_keys, num_labels=len(labels))
+    if task.kind == "ner":
+        return encode_ner(records, tokenizer, labels, max_length)
+    return prepare_qa_features(records, tokenizer, max_length, stride, training=training, chinese=task.chinese)
+
+
+def model_for_task(task: Task, source: str, tokenizer, labels=None, feature_based: bool = False,
+                   last_n_layers: int = 1, overrides: dict | None = None, verbose: bool = True):
+    """The task's model from `source`: a checkpoint folder, a hub name, or "random:PRESET" (tiny, mini... or a
+    config.json) for a randomly initialised encoder sized for `tokenizer`'s vocab."""
+    cls = {"classification": BertForSequenceClassification, "ner": BertForTokenClassification,
+           "qa": BertForQuestionAnswering}[task.kind]
+    options = {"feature_based": feature_based}
+    if task.kind != "classification":
+        options["last_n_layers"] = last_n_layers
+    if task.kind != "qa":
+        options["labels"] = labels
+    if source.startswith("random:"):
+        preset = source.removeprefix("random:")
+        sizes = {"vocab_size": len(tokenizer.id_to_token), "pad_token_id": tokenizer.pad_id, **(overrides or {})}
+        if Path(preset).is_file():
+            config = BertConfig(**{**BertConfig.from_json_file(preset).to_dict(), **sizes})
+        else:
+            config = BertConfig.preset(preset, **sizes)
+        return cls(config, **options)
+    return cls.from_pretrained(source, tokenizer=tokenizer, verbose=verbose, **options)
+

@@ -1,0 +1,208 @@
+"""Metrics for the fine-tuning lessons (07-10): classification, named entities, and SQuAD answers.
+
+What it does:
+- `accuracy`, `f1_binary` and `f1_macro`: for sentence (pair) classification, on lists or tensors of label ids.
+- `entity_spans(tags)`: the entities of one BIO tag sequence, read the way CoNLL's `conlleval` script (and `seqeval`
+  in its default mode) reads them: an I- tag after O, or after a tag of another type, starts a new entity, and a change
+  of type ends one. `entity_prf(true_seqs, pred_seqs)`: entity-level precision, recall and F1 (micro-averaged, and
+  per type): a predicted entity counts only if its type, start and end are all right. Same numbers as
+  `seqeval.metrics.classification_report` without `mode="strict"` (the tests compare them on thousands of cases).
+- `squad_normalize`, `squad_exact_match`, `squad_f1`, `squad_evaluate(predictions, examples)`: the official SQuAD v1.1
+  evaluation: lowercase, remove punctuation, the articles a/an/the and extra whitespace, then exact match and
+  bag-of-words F1, each the best over the gold answers, averaged over questions and reported in percent (0-100), as
+  the official script and the papers do. `chinese=True` (for CMRC2018) counts each CJK character as a word and also
+  removes Chinese punctuation, so that a Chinese answer is not one single "word".
+
+What it leaves out: the strict IOB2/IOBES mode of seqeval, token-level NER metrics beyond accuracy, SQuAD v2's
+no-answer metrics, and CMRC2018's own F1, which uses the longest common substring rather than a bag of characters.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import Counter
+
+# ---------------------------------------------------------------------------------------------- classification
+
+
+def _as_list(x) -> list:
+    """Lists, tuples, NumPy arrays and tensors all become a flat Python list."""
+    return x.tolist() if hasattr(x, "tolist") else list(x)
+
+
+def _pairs(y_true, y_pred) -> tuple[list, list]:
+    y_true, y_pred = _as_list(y_true), _as_list(y_pred)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}: they must be paired")
+    if not y_true:
+        raise ValueError("no labels to score: y_true and y_pred are empty")
+    return y_true, y_pred
+
+
+def accuracy(y_true, y_pred) -> float:
+    """The fraction of predictions equal to the true label."""
+    y_true, y_pred = _pairs(y_true, y_pred)
+    return sum(t == p for t, p in zip(y_true, y_pred)) / len(y_true)
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    """2PR / (P + R) = 2tp / (2tp + fp + fn); 0 when there is nothing to find and nothing found."""
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def f1_binary(y_true, y_pred, positive=1) -> float:
+    """F1 of the positive class (GLUE's F1 for MRPC: 1 = paraphrase)."""
+    y_true, y_pred = _pairs(y_true, y_pred)
+    tp = sum(t == positive and p == positive for t, p in zip(y_true, y_pred))
+    fp = sum(t != positive and p == positive for t, p in zip(y_true, y_pred))
+    fn = sum(t == positive and p != positive for t, p in zip(y_true, y_pred))
+    return _f1(tp, fp, fn)
+
+
+def f1_macro(y_true, y_pred, labels=None) -> float:
+    """The mean over classes of each class's F1 (classes: `labels`, or all those seen in y_true and y_pred)."""
+    y_true, y_pred = _pairs(y_true, y_pred)
+    labels = sorted(set(y_true) | set(y_pred)) if labels is None else list(labels)
+    return sum(f1_binary(y_true, y_pred, positive=c) for c in labels) / len(labels)
+
+
+# ---------------------------------------------------------------------------------------------- named entities
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); a bare 'B' or 'I' -> ('B', '_'), as seqeval reads them."""
+    if not isinstance(tag, str) or not tag:
+        raise ValueError(f"a tag must be a non-empty string such as 'O', 'B-PER' or 'I-PER', got {tag!r}")
+    if tag == "O":
+        return "O", ""
+    prefix, _, kind = tag.partition("-")
+    if prefix not in ("B", "I", "E", "S") or len(prefix) != 1:
+        raise ValueError(f"tag {tag!r} is not a BIO tag: use 'O', or 'B-' / 'I-' followed by the entity type")
+    return prefix, kind or "_"
+
+
+def _ends(prev: str, prev_type: str, cur: str, cur_type: str) -> bool:
+    """Does the entity that the previous tag was in end before the current tag? (conlleval's endOfChunk)"""
+    if prev in ("E", "S"):
+        return True
+    if prev in ("B", "I") and cur in ("B", "S", "O"):
+        return True
+    return prev != "O" and prev_type != cur_type  # B-PER I-LOC: the type changes, PER ends
+
+
+def _starts(prev: str, prev_type: str, cur: str, cur_type: str) -> bool:
+    """Does an entity start at the current tag? (conlleval's startOfChunk)"""
+    if cur in ("B", "S"):
+        return True
+    if cur in ("I", "E") and prev in ("O", "E", "S"):
+        return True  # O I-PER: an I- tag with nothing to continue starts an entity (conlleval's lenient reading)
+    return cur != "O" and prev_type != cur_type  # B-PER I-LOC: the type changes, LOC starts
+
+
+def entity_spans(tags) -> list[tuple[str, int, int]]:
+    """The entities of one tag sequence as (type, start, end), end inclusive: ['B-PER', 'I-PER', 'O', 'I-LOC'] ->
+    [('PER', 0, 1), ('LOC', 3, 3)]. Also reads IOBES tags (E- ends, S- is a one-word entity), as conlleval does."""
+    if isinstance(tags, str):
+        raise TypeError("tags must be a list of tags such as ['B-PER', 'I-PER', 'O'], not one string")
+    spans, start = [], None
+    prev, prev_type = "O", ""
+    for i, tag in enumerate([*tags, "O"]):  # the extra O closes an entity that runs to the end
+        cur, cur_type = _split_tag(tag)
+        if start is not None and _ends(prev, prev_type, cur, cur_type):
+            spans.append((prev_type, start, i - 1))
+            start = None
+        if _starts(prev, prev_type, cur, cur_type):
+            start = i
+        prev, prev_type = cur, cur_type
+    return spans
+
+
+def entity_prf(true_seqs, pred_seqs) -> dict:
+    """Entity-level scores over sentences: {"precision", "recall", "f1", "n_true", "n_pred", "n_correct",
+    "per_type": {type: {"precision", "recall", "f1", "support"}}}. An entity is right only when its type, first and
+    last word all match. Scores with nothing to divide by are 0 (seqeval warns and returns 0 too)."""
+    if isinstance(true_seqs, (list, tuple)) and true_seqs and isinstance(true_seqs[0], str):
+        raise TypeError("entity_prf takes a list of sentences, each a list of tags: wrap one sentence as [tags]")
+    true_seqs, pred_seqs = list(true_seqs), list(pred_seqs)
+    if len(true_seqs) != len(pred_seqs):
+        raise ValueError(f"{len(true_seqs)} true sentences but {len(pred_seqs)} predicted ones")
+    gold, found = set(), set()
+    for n, (t, p) in enumerate(zip(true_seqs, pred_seqs)):
+        if len(t) != len(p):
+            raise ValueError(f"sentence {n} has {len(t)} true tags but {len(p)} predicted tags: give one tag per word")
+        gold.update((n, *span) for span in entity_spans(t))
+        found.update((n, *span) for span in entity_spans(p))
+    right = gold & found
+    per_type = {}
+    for kind in sorted({e[1] for e in gold | found}):
+        g = sum(e[1] == kind for e in gold)
+        f = sum(e[1] == kind for e in found)
+        r = sum(e[1] == kind for e in right)
+        per_type[kind] = {"precision": r / f if f else 0.0, "recall": r / g if g else 0.0,
+                          "f1": _f1(r, f - r, g - r), "support": g}
+    return {"precision": len(right) / len(found) if found else 0.0,
+            "recall": len(right) / len(gold) if gold else 0.0,
+            "f1": _f1(len(right), len(found) - len(right), len(gold) - len(right)),
+            "n_true": len(gold), "n_pred": len(found), "n_correct": len(right), "per_type": per_type}
+
+
+# ---------------------------------------------------------------------------------------------- SQuAD
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = set(string.punctuation)
+
+
+def _is_cjk(ch: str) -> bool:
+    from minibert.tokenizer import is_chinese_char
+
+    return is_chinese_char(ch)
+
+
+def squad_normalize(text: str, chinese: bool = False) -> str:
+    """The official SQuAD v1.1 normalization: lowercase, drop ASCII punctuation, drop the words a, an, the, and
+    collapse whitespace. `chinese=True` also drops all Unicode punctuation (，。「」...) and puts spaces around CJK
+    characters, so that each one is a word."""
+    text = text.lower()
+    if chinese:
+        text = "".join(" " if unicodedata.category(c).startswith("P") else f" {c} " if _is_cjk(c) else c
+                       for c in text)
+    text = "".join(c for c in text if c not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def squad_exact_match(prediction: str, truth: str, chinese: bool = False) -> float:
+    """1.0 when the two are equal after normalization, else 0.0."""
+    return float(squad_normalize(prediction, chinese) == squad_normalize(truth, chinese))
+
+
+def squad_f1(prediction: str, truth: str, chinese: bool = False) -> float:
+    """F1 between the bags of (normalized) words of the prediction and of the true answer."""
+    pred, gold = squad_normalize(prediction, chinese).split(), squad_normalize(truth, chinese).split()
+    same = sum((Counter(pred) & Counter(gold)).values())  # words in common, each counted as often as in both
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_evaluate(predictions: dict[str, str], examples, chinese: bool = False) -> dict[str, float]:
+    """{"exact_match", "f1"} in percent, each the best over an example's gold answers, averaged over `examples`
+    (records with "id" and "answers"). A question without a prediction scores 0, as in the official script."""
+    if not isinstance(predictions, dict):
+        raise TypeError("predictions must be a dict {example id: predicted answer text}")
+    em = f1 = 0.0
+    n = 0
+    for example in examples:
+        truths = [t for t in example["answers"]["text"]]
+        if not truths:
+            raise ValueError(f"example {example['id']!r} has no gold answer: SQuAD v1.1 scoring needs at least one")
+        prediction = predictions.get(example["id"], "")
+        em += max(squad_exact_match(prediction, t, chinese) for t in truths)
+        f1 += max(squad_f1(prediction, t, chinese) for t in truths)
+        n += 1
+    if n == 0:
+        raise ValueError("no examples to score")
+    return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}

@@ -1,0 +1,487 @@
+"""Fine-tuning (lessons 07-10): heads, data preparation, answers, checkpoints, feature-based mode, quick training
+runs that must beat their baselines, the CLI, and the exercise checkers."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minibert import data
+from minibert.checks import CheckFailed
+from minibert.finetuning import (
+    TASKS,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    VocabMismatchError,
+    align_labels,
+    baseline_metrics,
+    best_span,
+    check_vocab,
+    collate,
+    encode_classification,
+    encode_ner,
+    evaluate,
+    finetune,
+    postprocess_qa,
+    prepare_qa_features,
+    task_labels,
+    task_records,
+)
+from minibert.model import BertConfig, BertForPreTraining
+from minibert.pretraining import Trainer, TrainingConfig, build_optimizer
+from minibert.tokenizer import WordPieceTokenizer
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128)
+CONLL = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The machines that run these tests are shared: one thread per process avoids OpenMP threads spinning while
+    they wait for a busy core (which made the training runs ten times slower), and gives the same numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tok(data_dir):
+    return WordPieceTokenizer.from_vocab_file(data.vocab_file("bert-base-uncased"))
+
+
+@pytest.fixture(scope="module")
+def zh_tok(data_dir):
+    return WordPieceTokenizer.from_vocab_file(data.vocab_file("bert-base-chinese"), lowercase=False)
+
+
+def config_for(tok, **overrides):
+    return BertConfig(vocab_size=len(tok), **{**TINY, **overrides})
+
+
+def train_config(**kwargs):
+    defaults = dict(batch_size=32, lr=1e-3, progress=False, device="cpu", log_every=50, seed=0)
+    return TrainingConfig(**{**defaults, **kwargs})
+
+
+# ------------------------------------------------------------------------------------------ label alignment
+
+
+def test_align_labels_first_subword_gets_the_label():
+    labels = {"O": 0, "B-PER": 1, "I-PER": 2}
+    assert align_labels([None, 0, 0, 1, 2, 2, None], ["B-PER", "O", "I-PER"], labels) == [
+        -100, 1, -100, 0, 2, -100, -100]
+    with pytest.raises(ValueError, match="'B-LOC'.*not in the label set"):
+        align_labels([None, 0, None], ["B-LOC"], labels)
+
+
+def test_encode_ner_english_subwords(tok):
+    record = {"tokens": ["Johanson", "visited", "U.S.", "bases", "."], "ner_tags": ["B-PER", "O", "B-LOC", "O", "O"]}
+    item = encode_ner([record], tok, CONLL).items[0]
+    tokens = [tok.id_to_token[i] for i in item["input_ids"]]
+    assert tokens == ["[CLS]", "johan", "##son", "visited", "u", ".", "s", ".", "bases", ".", "[SEP]"]
+    names = [CONLL[y] if y >= 0 else None for y in item["labels"]]
+    assert names == [None, "B-PER", None, "O", "B-LOC", None, None, None, "O", "O", None]
+    assert item["words"] == [0, 1, 2, 3, 4]
+
+
+def test_encode_ner_chinese_characters_one_word_each(zh_tok):
+    record = {"tokens": list("张三在北京2008"),
+              "ner_tags": ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "O", "O", "O"]}
+    item = encode_ner([record], zh_tok, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]).items[0]
+    assert len(item["input_ids"]) == 2 + 9  # digits joined with spaces stay one token each
+    assert item["labels"][1:-1] == [1, 2, 0, 3, 4, 0, 0, 0, 0]
+
+
+def test_encode_ner_words_without_tokens_and_truncation(tok):
+    record = {"tokens": ["Paris", "\u200b", "is", "nice", "Berlin", "too"],
+              "ner_tags": ["B-LOC", "B-MISC", "O", "O", "B-LOC", "O"]}
+    dataset = encode_ner([record], tok, CONLL, max_length=6)  # [CLS] paris is nice berlin [SEP]
+    item = dataset.items[0]
+    assert item["words"] == [0, 2, 3, 4]  # the zero-width space gives no token; 'too' was cut off
+    assert [CONLL[y] for y in item["labels"] if y >= 0] == ["B-LOC", "O", "O", "B-LOC"]
+    # evaluation gives the words without a token 'O'; a perfect model then misses exactly the B-MISC
+    logits = [torch.full((len(item["input_ids"]), len(CONLL)), -5.0)]
+    for t, y in enumerate(item["labels"]):
+        if y >= 0:
+            logits[0][t, y] = 5.0
+    from minibert.finetuning import ner_metrics, predicted_word_tags
+
+    tags = predicted_word_tags(dataset, logits)
+    assert tags == [["B-LOC", "O", "O", "O", "B-LOC", "O"]]
+    assert ner_metrics(dataset, tags)["recall"] == pytest.approx(2 / 3)
+
+
+def test_ner_alignment_covers_every_word_of_real_data(tok, zh_tok):
+    for name, t in (("conll2003", tok), ("wnut17", tok), ("weibo-ner", zh_tok)):
+        records = data.load_dataset(name, "validation")[:300]
+        labels = task_labels(TASKS[name], records, [])
+        dataset = encode_ner(records, t, labels, max_length=512)
+        for r, item in zip(records, dataset.items):
+            assert item["words"] == sorted(set(item["words"]))  # one scored token per word, in order
+            scored = [y for y in item["labels"] if y >= 0]
+            assert [labels[y] for y in scored] == [r["ner_tags"][w] for w in item["words"]]
+            missing = set(range(len(r["tokens"]))) - set(item["words"])
+            assert all(t.tokenize(r["tokens"][w]) == [] for w in missing), name
+
+
+def test_labels_outside_the_label_set_are_errors(tok):
+    with pytest.raises(ValueError, match="record 1 has the tag 'B-FOO'"):
+        encode_ner([{"tokens": ["a"], "ner_tags": ["O"]}, {"tokens": ["b"], "ner_tags": ["B-FOO"]}], tok, CONLL)
+    records = [{"sentence": "good", "label": 1}, {"sentence": "bad", "label": 2}]
+    with pytest.raises(ValueError, match="record 1 has label 2, outside the label set 0..1"):
+        encode_classification(records, tok, num_labels=2)
+    with pytest.raises(ValueError, match="-1"):
+        encode_classification([{"sentence": "hidden", "label": -1}], tok, num_labels=2)
+    with pytest.raises(KeyError, match="sentence2"):
+        encode_classification(records, tok, text_keys=("sentence", "sentence2"))
+
+
+# ------------------------------------------------------------------------------------------ classification data
+
+
+def test_encode_classification_pairs_and_dynamic_padding(tok):
+    records = data.load_dataset("mrpc", "validation")[:5]
+    dataset = encode_classification(records, tok, 64, ("sentence1", "sentence2"))
+    for r, item in zip(records, dataset.items):
+        assert item["input_ids"] == tok.encode(r["sentence1"], r["sentence2"], max_length=64).ids
+        assert item["token_type_ids"][-1] == 1 and item["token_type_ids"][0] == 0
+    batch = dataset.collate(dataset.items)
+    longest = max(len(it["input_ids"]) for it in dataset.items)
+    assert batch["input_ids"].shape == (5, longest)  # padded to the batch's longest, not to max_length
+    assert batch["attention_mask"].sum().item() == sum(len(it["input_ids"]) for it in dataset.items)
+    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+    ner = collate([{"input_ids": [1, 2], "token_type_ids": [0, 0], "labels": [-100, 3], "words": [0]}], pad_id=0)
+    assert ner["labels"].tolist() == [[-100, 3]] and "words" not in ner
+
+
+# ------------------------------------------------------------------------------------------ QA features
+
+
+def _check_features(features, max_length):
+    """Every answer-bearing window maps back through the offsets to the answer text (or to the token(s) that hold
+    it, when the answer starts or ends inside a token), and every answer lies in at least one window."""
+    answered, mid_token = set(), 0
+    for f in features.items:
+        assert len(f["input_ids"]) <= max_length
+        record = features.records[f["example"]]
+        if f["start_positions"] == 0:
+            assert f["end_positions"] == 0
+            continue
+        s, e = f["start_positions"], f["end_positions"]
+        assert f["offsets"][s] is not None and f["offsets"][e] is not None and s <= e
+        text, start = record["answers"]["text"][0], record["answers"]["answer_start"][0]
+        a, b = f["offsets"][s][0], f["offsets"][e][1]
+        if record["context"][a:b] != text:  # only when the answer starts or ends inside a token
+            end = start + len(text)
+            assert a == start or a < start < f["offsets"][s][1]
+            assert b == end or f["offsets"][e][0] < end < b
+            mid_token += 1
+        answered.add(f["example"])
+    assert answered == set(range(len(features.records))) - {n for n, _ in features.skipped}
+    return mid_token
+
+
+@pytest.mark.parametrize("max_length, stride", [(384, 128), (96, 32)])
+def test_qa_features_recover_every_answer_squad(tok, max_length, stride):
+    records = data.load_dataset("squad", "validation")[:1500]
+    features = prepare_qa_features(records, tok, max_length, stride)
+    mid_token = _check_features(features, max_length)
+    assert mid_token < 0.02 * len(features)  # '8' inside '18': a token cannot be split
+    if max_length == 96:
+        assert len(features) > 2 * len(records)  # long contexts do get several windows
+        by_example = {}
+        for f in features.items:
+            by_example.setdefault(f["example"], []).append(f)
+        windows = max(by_example.values(), key=len)
+        first, second = windows[0]["offsets"], windows[1]["offsets"]
+        context_first = [o for o in first if o is not None]
+        context_second = [o for o in second if o is not None]
+        assert context_first[-stride:] == context_second[:stride]  # consecutive windows share `stride` tokens
+
+
+def test_qa_features_recover_every_answer_cmrc2018(zh_tok):
+    records = data.load_dataset("cmrc2018", "validation")[:600]
+    features = prepare_qa_features(records, zh_tok, 256, 64, verbose=False)
+    _check_features(features, 256)
+    assert features.chinese
+
+
+def test_answers_not_in_their_context_are_counted_and_skipped(tok, capsys):
+    good = {"id": "a", "context": "Paris is the capital of France.", "question": "What is the capital?",
+            "answers": {"text": ["Paris"], "answer_start": [0]}}
+    moved = {**good, "id": "b", "answers": {"text": ["France"], "answer_start": [3]}}
+    absent = {**good, "id": "c", "answers": {"text": ["Berlin"], "answer_start": [-1]}}
+    features = prepare_qa_features([good, moved, absent], tok, 64, 16)
+    assert [n for n, _ in features.skipped] == [1, 2]
+    assert {f["example"] for f in features.items} == {0}
+    assert "2 of 3 examples have no usable answer; left out" in capsys.readouterr().out
+    kept = prepare_qa_features([good, moved, absent], tok, 64, 16, training=False)  # evaluation keeps them all
+    assert {f["example"] for f in kept.items} == {0, 1, 2} and len(kept.skipped) == 2
+    real = prepare_qa_features(data.load_dataset("cmrc2018", "validation"), tok, 384, 128, verbose=False)
+    assert len(real.skipped) == 3  # CMRC2018's dev set has three such questions
+
+
+# ------------------------------------------------------------------------------------------ best span
+
+
+def _brute_force(s, e, offsets, max_len):
+    best = None
+    for i in range(len(offsets)):
+        for j in range(i, min(len(offsets), i + max_len)):
+            if offsets[i] is not None and offsets[j] is not None:
+                score = float(s[i] + e[j])
+                if best is None or score > best[2]:
+                    best = (i, j, score)
+    return best
+
+
+def test_best_span_is_the_best_legal_span():
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        T = random.Random(trial).randint(1, 40)
+        offsets = [None if random.Random(trial * 100 + t).random() < 0.3 else (t, t + 1) for t in range(T)]
+        s, e = torch.randn(T, generator=gen), torch.randn(T, generator=gen)
+        max_len = 1 + trial % 6
+        got, expected = best_span(s, e, offsets, max_len), _brute_force(s, e, offsets, max_len)
+        assert (got is None) == (expected is None)
+        if got is not None:
+            assert got[:2] == expected[:2] and got[2] == pytest.approx(expected[2])
+            assert best_span(s, e, offsets, max_len, n_best=T) == got  # n-best over everything: the same
+    # the n-best shortcut of the reference scripts can miss the best legal span; the full search cannot
+    s, e = torch.tensor([9.0, 8.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 9.0, 1.0])
+    offsets = [None, (0, 1), (1, 2), (2, 3)]
+    assert best_span(s, e, offsets) == (1, 2, 17.0)
+    assert best_span(s, e, offsets, n_best=1) is None  # top start is [CLS]: nothing legal among the top 1
+
+
+def test_postprocess_takes_the_best_window(tok):
+    record = {"id": "q", "context": "one two three four five six seven eight", "question": "which?",
+              "answers": {"text": ["six"], "answer_start": [18]}}
+    features = prepare_qa_features([record], tok, 10, 2, training=False)  # 10 tokens: several windows
+    assert len(features) > 1
+    starts = [torch.zeros(len(f["input_ids"])) for f in features.items]
+    ends = [torch.zeros(len(f["input_ids"])) for f in features.items]
+    last = features.items[-1]
+    six = next(t for t, o in enumerate(last["offsets"]) if o and record["context"][o[0]:o[1]] == "six")
+    starts[-1][six], ends[-1][six] = 5.0, 5.0
+    assert postprocess_qa(features, starts, ends) == {"q": "six"}
+    nothing = [torch.zeros(len(f["input_ids"])) for f in features.items]
+    prediction = postprocess_qa(features, nothing, nothing, max_answer_length=1)
+    assert prediction["q"] in record["context"].split()  # ties: still a legal one-token span
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+@pytest.fixture(scope="module")
+def pretraining_folder(tok, tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("pretrained") / "checkpoint"
+    BertForPreTraining(config_for(tok)).save_pretrained(folder, vocab_file=data.vocab_file("bert-base-uncased"))
+    return folder
+
+
+@pytest.mark.parametrize("cls, options, new", [
+    (BertForSequenceClassification, {"num_labels": 3}, ["classifier.weight", "classifier.bias"]),
+    (BertForTokenClassification, {"labels": CONLL}, ["classifier.weight", "classifier.bias"]),
+    (BertForQuestionAnswering, {}, ["qa_outputs.weight", "qa_outputs.bias"]),
+])
+def test_heads_load_the_encoder_of_a_pretraining_folder(pretraining_folder, tok, cls, options, new, capsys):
+    model = cls.from_pretrained(pretraining_folder, tokenizer=tok, **options)
+    reference = BertForPreTraining.from_pretrained(pretraining_folder)
+    for name, value in reference.bert.state_dict().items():
+        torch.testing.assert_close(model.bert.state_dict()[name], value, rtol=0, atol=0)
+    assert model.loading_info["new"] == new
+    assert all(k.startswith("cls.") for k in model.loading_info["skipped"]) and model.loading_info["skipped"]
+    out = capsys.readouterr().out
+    assert "New, randomly initialised" in out and "pre-training heads" in out
+
+
+def test_task_folders_round_trip_and_load_in_transformers(tok, tmp_path):
+    import transformers
+
+    batch = collate([{"input_ids": [2, 7, 9, 3], "token_type_ids": [0, 0, 1, 1]},
+                     {"input_ids": [2, 5, 3], "token_type_ids": [0, 0, 0]}])
+    torch.manual_seed(0)
+    for cls, options in ((BertForSequenceClassification, {"labels": ["neg", "pos"]}),
+                         (BertForTokenClassification, {"labels": CONLL}), (BertForQuestionAnswering, {})):
+        model = cls(config_for(tok), **options).eval()
+        folder = model.save_pretrained(tmp_path / cls.__name__)
+        again = cls.from_pretrained(folder, verbose=False)
+        assert again.loading_info == {"new": [], "skipped": []}
+        assert getattr(again, "labels", None) == options.get("labels")
+        theirs = getattr(transformers, cls.__name__).from_pretrained(folder).eval()
+        with torch.no_grad():
+            mine, back, hf = model(**batch), again(**batch), theirs(**batch)
+        for name in ("logits",) if cls is not BertForQuestionAnswering else ("start_logits", "end_logits"):
+            torch.testing.assert_close(getattr(back, name), getattr(mine, name))
+            torch.testing.assert_close(getattr(hf, name), getattr(mine, name), atol=1e-5, rtol=1e-4)
+    # another number of labels: the classifier is new, the encoder is kept
+    other = BertForSequenceClassification.from_pretrained(tmp_path / "BertForSequenceClassification", num_labels=5,
+                                                          verbose=False)
+    assert other.num_labels == 5 and other.loading_info["skipped"] == ["classifier.bias", "classifier.weight"]
+
+
+def test_vocab_mismatch_is_an_error(pretraining_folder, tok, zh_tok, tmp_path):
+    with pytest.raises(VocabMismatchError, match="21128 tokens but the checkpoint's embedding table has "
+                                                 "vocab_size=30522"):
+        BertForSequenceClassification.from_pretrained(pretraining_folder, tokenizer=zh_tok)
+    # same size, different tokens: caught through the folder's vocab.txt
+    swapped = dict(tok.vocab)
+    swapped["apple"], swapped["pear"] = tok.vocab["pear"], tok.vocab["apple"]
+    with pytest.raises(VocabMismatchError, match="differs from .*vocab.txt at id"):
+        check_vocab(BertForSequenceClassification.from_pretrained(pretraining_folder, verbose=False),
+                    WordPieceTokenizer(swapped))
+    from minibert.__main__ import main
+
+    with pytest.raises(SystemExit, match="21128 tokens"):
+        main(["finetune", "chnsenticorp", "--from", str(pretraining_folder), "--vocab", "bert-base-chinese",
+              "--no-save", "--max-steps", "1"])
+
+
+# ------------------------------------------------------------------------------------------ feature-based mode
+
+
+def test_feature_based_mode_trains_the_head_only(tok):
+    torch.manual_seed(0)
+    model = BertForTokenClassification(config_for(tok, num_hidden_layers=4), labels=CONLL, feature_based=True,
+                                       last_n_layers=4)
+    assert model.classifier.in_features == 4 * 32  # the last four hidden layers, concatenated
+    assert not any(p.requires_grad for p in model.bert.parameters())
+    assert model.num_parameters(trainable_only=True) == 4 * 32 * len(CONLL) + len(CONLL)
+    optimizer = build_optimizer(model, 1e-3)
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == model.num_parameters(True)
+    records = data.load_dataset("conll2003", "validation")[:64]
+    dataset = encode_ner(records, tok, CONLL, 64)
+    before = {k: v.clone() for k, v in model.bert.state_dict().items()}
+    trainer = Trainer(model, dataset, TrainingConfig(max_steps=3, batch_size=16, lr=1e-2, progress=False,
+                                                     device="cpu"))
+    trainer.train()
+    assert model.training and not model.bert.training  # the frozen encoder keeps its dropout off
+    assert all(p.grad is None for p in model.bert.parameters())
+    for k, v in model.bert.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    model.unfreeze_encoder()
+    assert all(p.requires_grad for p in model.bert.parameters())
+    with pytest.raises(ValueError, match="last_n_layers=4"):
+        BertForTokenClassification(config_for(tok), labels=CONLL, last_n_layers=4)
+
+
+# ------------------------------------------------------------------------------------------ quick training runs
+
+
+def test_sst2_quick_run_beats_the_majority_class(tok):
+    train = encode_classification(data.load_dataset("sst2", "train")[:2000], tok, 64)
+    held_out = encode_classification(data.load_dataset("sst2", "validation"), tok, 64)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config_for(tok, hidden_size=64, num_attention_heads=2,
+                                                     intermediate_size=256))
+    result = finetune(model, train, held_out, train_config(), epochs=3)
+    baseline = baseline_metrics(held_out, train)["accuracy"]
+    assert result.best_metrics["accuracy"] > baseline + 0.1, (result.best_metrics, baseline)
+    assert evaluate(model, held_out)["accuracy"] == pytest.approx(result.best_metrics["accuracy"])  # best restored
+    evals = [r for r in result.history if "eval_accuracy" in r]
+    assert [r["step"] for r in evals] == [63, 126, 189]  # one evaluation per epoch
+
+
+def test_ner_quick_run_beats_all_o(tok):
+    train = encode_ner(data.load_dataset("conll2003", "train")[:1000], tok, CONLL, 64)
+    held_out = encode_ner(data.load_dataset("conll2003", "validation")[:300], tok, CONLL, 64)
+    torch.manual_seed(0)
+    model = BertForTokenClassification(config_for(tok, hidden_size=64, intermediate_size=256), labels=CONLL)
+    result = finetune(model, train, held_out, train_config(), epochs=3)
+    baseline = baseline_metrics(held_out)
+    assert baseline["f1"] == 0.0
+    assert result.best_metrics["f1"] > 0.15, result.best_metrics
+    assert result.best_metrics["accuracy"] > baseline["accuracy"] + 0.02, (result.best_metrics, baseline)
+
+
+def test_qa_quick_run_beats_the_empty_answer(tok):
+    """A tiny encoder trained from scratch for seconds does not learn to read yet (that takes a pre-trained encoder);
+    it learns which windows hold no answer ([CLS]), and its spans beat the empty answer, which scores 0."""
+    records = data.load_dataset("squad", "validation")
+    train = prepare_qa_features(records[:1000], tok, 128, 32)
+    held_out = prepare_qa_features(records[-300:], tok, 128, 32, training=False)  # other articles
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering(config_for(tok, hidden_size=64, intermediate_size=256))
+    untrained = evaluate(model, held_out)
+    result = finetune(model, train, held_out, train_config(lr=2e-3), epochs=1)
+    baseline = baseline_metrics(held_out)
+    assert baseline["f1"] == 0.0  # (one gold answer of these normalizes to '', so EM is 1/300)
+    assert result.best_metrics["f1"] > baseline["f1"] + 2.0, result.best_metrics
+    assert result.best_metrics["loss"] < untrained["loss"] - 1.0, (result.best_metrics, untrained)
+
+
+# ------------------------------------------------------------------------------------------ tasks and CLI
+
+
+def test_task_records_carve_a_held_out_split_when_one_is_missing(data_dir, capsys):
+    train, held_out = task_records("squad")  # SQuAD's train split is not in the course's offline data
+    assert "not the published dev set" in capsys.readouterr().out
+    assert not {r["context"] for r in train} & {r["context"] for r in held_out}
+    assert len(train) + len(held_out) == 10570
+    train, held_out = task_records("sst2")
+    assert len(held_out) == 872
+
+
+def test_cli_finetune_prints_dev_metrics(data_dir, tmp_path):
+    env = {**os.environ, "MINIBERT_DATA": str(data_dir), "MINIBERT_QUICK": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "minibert", "finetune", "sst2", "--from", "random:tiny", "--set", "hidden_size=64",
+           "--set", "num_attention_heads=2", "--max-steps", "4", "--train-limit", "256", "--eval-limit", "64",
+           "--no-progress", "--out", str(tmp_path / "run")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "baseline (majority class): accuracy" in out.stdout
+    assert "dev metrics (best accuracy, step 4 of 4): accuracy" in out.stdout
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(summary["dev"]) >= {"accuracy", "f1"}
+    model = BertForSequenceClassification.from_pretrained(tmp_path / "run" / "best", verbose=False)
+    assert model.labels == ["negative", "positive"]
+
+
+# ------------------------------------------------------------------------------------------ exercise checkers
+
+
+def test_checkers_pass_on_the_package_and_fail_on_mistakes(capsys):
+    import torch.nn as nn
+
+    from minibert.checks.finetuning import check_align_labels, check_best_span, check_classification_head
+    from minibert.model import BertModel
+
+    check_classification_head(BertForSequenceClassification)
+    check_align_labels(align_labels)
+    check_best_span(lambda s, e, offsets, max_answer_length=30: best_span(s, e, offsets, max_answer_length))
+    assert capsys.readouterr().out.count("✓") == 3
+
+    class NoPooler(nn.Module):
+        def __init__(self, config, num_labels):
+            super().__init__()
+            self.bert, self.dropout = BertModel(config), nn.Dropout(0.1)
+            self.classifier = nn.Linear(config.hidden_size, num_labels)
+
+        def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None):
+            h = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state[:, 0]
+            return self.classifier(self.dropout(h)), None
+
+    with pytest.raises(CheckFailed, match="pooler_output"):
+        check_classification_head(NoPooler)
+
+    def every_piece(word_ids, word_labels, label_to_id):
+        return [-100 if w is None else label_to_id[word_labels[w]] for w in word_ids]
+
+    with pytest.raises(CheckFailed, match="Only the first sub-word") as failure:
+        check_align_labels(every_piece)
+    assert "[-100" not in str(failure.value)  # the expected labels are not given away
+
+    def unconstrained(s, e, offsets, max_answer_length=30):
+        return int(s.argmax()), int(e.argmax())
+
+    with pytest.raises(CheckFailed, match="ends before it starts"):
+        check_best_span(unconstrained)

@@ -57,8 +57,12 @@ def _documents(args, say):
     if args.corpus in data.DATASETS:
         train = documents_from_lines(data.load_dataset(args.corpus, args.split))
         held_out = None
-        if args.eval_split and args.eval_split != args.split:
+        spec = data.DATASETS[args.corpus]
+        splits = set(spec.local) | set(spec.hub_splits)
+        if args.eval_split and args.eval_split != args.split and args.eval_split in splits:
             held_out = documents_from_lines(data.load_dataset(args.corpus, args.eval_split))
+        elif args.eval_split and args.eval_split != args.split:
+            say(f"{args.corpus} has no '{args.eval_split}' split: holding out part of '{args.split}' instead")
     else:
         path = Path(args.corpus).expanduser()
         if not path.is_file():

@@ -321,8 +321,9 @@ class Trainer:
                 with self.precision.autocast(self.device):
                     out = model(**batch)
                 if out.loss is None:
-                    raise ValueError("the model returned no loss: the batch needs its labels (for BertForPreTraining "
-                                     "mlm_labels and nsp_labels; PretrainingDataset.collate provides both)")
+                    raise ValueError("the model returned no loss: the batch needs its labels (BertForPreTraining: "
+                                     "mlm_labels and nsp_labels, which PretrainingDataset.collate provides; the "
+                                     "fine-tuning heads: labels, or start_positions and end_positions for QA)")
                 self.scaler.scale(out.loss / cfg.grad_accum_steps).backward()
             sums[0] += out.loss.detach().float()
             self._loss_parts = [name for name in ("mlm_loss", "nsp_loss") if getattr(out, name, None) is not None]

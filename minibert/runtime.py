@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int = 0) -> int:
+def seed_everything(seed: int = 0) -> None:
     """Seed python, numpy and torch (all devices) so that a lesson prints the same numbers every run."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -32,7 +32,6 @@ def seed_everything(seed: int = 0) -> int:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
     os.environ["PYTHONHASHSEED"] = str(seed)  # for subprocesses (dataloader workers, torchrun children)
-    return seed
 
 
 def _env_flag(name: str) -> bool | None:

@@ -45,18 +45,25 @@ def _control(name: str, spec, widgets):
                     f"a non-empty list (dropdown), not {spec!r}")
 
 
-def playground(render: Callable[..., None], **controls):
-    """Show controls and `render(**values)` below them; returns the widget box (None without ipywidgets)."""
+def build_playground(render: Callable[..., None], **controls):
+    """The widget box (controls above `render`'s output) without showing it; None without ipywidgets."""
     if not controls:
         raise ValueError("playground needs at least one control, e.g. playground(show, text='Hello')")
     try:
         import ipywidgets as widgets
-        from IPython.display import display
     except ImportError:
-        render(**{name: _default(spec) for name, spec in controls.items()})
         return None
     built = {name: _control(name, spec, widgets) for name, spec in controls.items()}
     output = widgets.interactive_output(render, built)
-    box = widgets.VBox([widgets.HBox(list(built.values())), output])
+    return widgets.VBox([widgets.HBox(list(built.values())), output])
+
+
+def playground(render: Callable[..., None], **controls) -> None:
+    """Show controls and `render(**values)` below them (returns nothing, so the box is not shown twice)."""
+    box = build_playground(render, **controls)
+    if box is None:  # no ipywidgets here: a static picture with the defaults
+        render(**{name: _default(spec) for name, spec in controls.items()})
+        return
+    from IPython.display import display
+
     display(box)
-    return box

@@ -2,13 +2,14 @@ import sys
 
 import pytest
 
-from minibert.widgets import playground
+from minibert.widgets import build_playground, playground
 
 
 def test_playground_builds_controls_and_renders(capsys):
     ipywidgets = pytest.importorskip("ipywidgets")
     seen = []
-    box = playground(lambda text, n, which: seen.append((text, n, which)), text="hi", n=(0, 4, 1, 2), which=["a", "b"])
+    box = build_playground(lambda text, n, which: seen.append((text, n, which)),
+                           text="hi", n=(0, 4, 1, 2), which=["a", "b"])
     text, slider, dropdown = box.children[0].children
     assert isinstance(text, ipywidgets.Text) and isinstance(slider, ipywidgets.IntSlider)
     assert isinstance(dropdown, ipywidgets.Dropdown)
@@ -21,7 +22,8 @@ def test_playground_builds_controls_and_renders(capsys):
 def test_playground_without_ipywidgets_renders_the_defaults_once(monkeypatch):
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     seen = []
-    assert playground(lambda text, x: seen.append((text, x)), text="hi", x=(0.0, 1.0, 0.1, 0.5)) is None
+    assert build_playground(lambda text, x: None, text="hi") is None
+    playground(lambda text, x: seen.append((text, x)), text="hi", x=(0.0, 1.0, 0.1, 0.5))
     assert seen == [("hi", 0.5)]
 
 

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,41 @@ def test_notebook_conventions(path):
             if cell.cell_type == "code" and cell.source.strip():
                 assert cell.execution_count is not None, f"unexecuted cell: {cell.source[:60]!r}"
                 assert not any(o.get("output_type") == "error" for o in cell.outputs), cell.source[:60]
+
+
+PLOT_HELPERS = {"plot_loss_curve"}  # minibert's own plotting functions: each sets a title and axis labels
+
+
+def _functions(nb) -> dict[str, str]:
+    """The source of each top-level function a notebook defines, by name."""
+    found = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for part in re.split(r"^(?=def )", cell.source, flags=re.M)[1:]:
+            name = part[4:part.index("(")]
+            header, _, body = part.partition("\n")
+            found[name] = header + "\n" + re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]  # to the next top level
+    return found
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_every_figure_has_a_title_and_axis_labels(path):
+    nb = nbformat.read(path, as_version=4)
+    functions = _functions(nb)
+    figures = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not any("image/png" in o.get("data", {}) for o in cell.outputs):
+            continue
+        figures += 1
+        code = cell.source
+        for _ in range(2):  # the notebook functions it calls, and theirs
+            code += "".join(body for name, body in functions.items() if re.search(rf"\b{name}\(", code))
+        helper = any(f"{h}(" in code for h in PLOT_HELPERS)
+        assert helper or "title" in code, f"a figure without a title: {cell.source[:80]!r}"
+        assert helper or "xlabel" in code or "set_yticks" in code, f"unlabelled axes: {cell.source[:80]!r}"
+    if "matplotlib" in "".join(c.source for c in nb.cells):
+        assert figures, "the lesson imports matplotlib but its stored outputs hold no figure"
 
 
 def run_notebook(path: Path):

@@ -22,6 +22,7 @@ What it does:
 - Several GPUs (or CPU processes): under `torchrun`, each process trains on its own shard of the data
   (`DistributedSampler`) and `DistributedDataParallel` averages the gradients; only rank 0 writes and prints.
 - `evaluate_pretraining(model, dataset)`: MLM accuracy and NSP accuracy on held-out text.
+- `course_checkpoint()`: the learner's own checkpoint for the fine-tuning lessons (runs/mini or $MINIBERT_CHECKPOINT).
 
 What it leaves out: FSDP/ZeRO sharding, gradient checkpointing, LAMB and the 90%/10% split between sequence lengths
 128 and 512 of the original BERT, `torch.compile`, learning-rate finders, and early stopping.
@@ -238,6 +239,25 @@ def latest_checkpoint(out_dir) -> Path | None:
     """The checkpoint-<step> folder with the highest step in out_dir, or None."""
     folders = [p for p in Path(out_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
     return max(folders, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+COURSE_RUN = "runs/mini"  # where lesson 06 (full mode) and `python -m minibert pretrain --out runs/mini` write
+
+
+def course_checkpoint() -> Path | None:
+    """The learner's own pre-trained encoder for lessons 07-10, or None: $MINIBERT_CHECKPOINT when set (a
+    checkpoint folder, or a run folder whose latest checkpoint-<step> is taken), else the latest checkpoint of
+    runs/mini in the current folder or its parent (a lesson runs from lessons/, next to runs/)."""
+    given = os.environ.get("MINIBERT_CHECKPOINT")
+    for run in [Path(given)] if given else [Path(COURSE_RUN), Path("..") / COURSE_RUN]:
+        if (run / "config.json").is_file():
+            return run
+        if (found := latest_checkpoint(run)) is not None:
+            return found
+    if given:
+        raise FileNotFoundError(f"MINIBERT_CHECKPOINT={given} holds neither config.json nor a checkpoint-<step> "
+                                "folder: point it at lesson 06's run folder (runs/mini) or one of its checkpoints")
+    return None
 
 
 class Trainer:

@@ -21,6 +21,7 @@ from minibert.pretraining import (
     TrainingConfig,
     TrainingDivergedError,
     build_optimizer,
+    course_checkpoint,
     evaluate_pretraining,
     latest_checkpoint,
     linear_warmup_decay,
@@ -270,3 +271,22 @@ def test_torchrun_with_two_cpu_processes(corpus_file, tmp_path):
     assert (out / "checkpoint-3" / "model.safetensors").is_file()
     state = torch.load(out / "checkpoint-3" / "trainer_state.pt", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2
+
+
+def test_course_checkpoint_finds_the_learners_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINIBERT_CHECKPOINT", raising=False)
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    monkeypatch.chdir(lessons)
+    assert course_checkpoint() is None  # nothing pre-trained yet: the lessons say so and go on
+    for step in (900, 1000):
+        (tmp_path / "runs" / "mini" / f"checkpoint-{step}").mkdir(parents=True)
+    assert course_checkpoint().resolve() == tmp_path / "runs" / "mini" / "checkpoint-1000"  # from lessons/
+    drive = tmp_path / "drive" / "my-bert"
+    drive.mkdir(parents=True)
+    (drive / "config.json").write_text("{}")
+    monkeypatch.setenv("MINIBERT_CHECKPOINT", str(drive))
+    assert course_checkpoint() == drive
+    monkeypatch.setenv("MINIBERT_CHECKPOINT", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="MINIBERT_CHECKPOINT=.*nowhere.*runs/mini"):
+        course_checkpoint()

@@ -41,16 +41,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minibert import metrics
-from minibert.model import (
-    IGNORE_INDEX,
-    BertConfig,
-    BertModel,
-    _from_hf_state_dict,
-    _read_weights,
-    _resolve_folder,
-    _to_hf_state_dict,
-    init_weights,
-)
+from minibert.checkpoints import from_hf_state_dict, read_weights, resolve_folder, to_hf_state_dict
+from minibert.model import IGNORE_INDEX, BertConfig, BertModel, init_weights
 
 # ---------------------------------------------------------------------------------------------------- heads
 
@@ -150,7 +142,7 @@ class _TaskModel(nn.Module):
         config = {"architectures": [type(self).__name__], "model_type": "bert", **self.config.to_dict(),
                   "position_embedding_type": "absolute", "tie_word_embeddings": True, **self._head_config()}
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        weights = {f"bert.{k}": v for k, v in _to_hf_state_dict(self.bert.state_dict(), self.config, False).items()}
+        weights = {f"bert.{k}": v for k, v in to_hf_state_dict(self.bert.state_dict(), self.config, False).items()}
         weights.update({k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.state_dict().items()
                         if not k.startswith("bert.")})
         save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
@@ -167,7 +159,7 @@ class _TaskModel(nn.Module):
         `options`, else from the folder's config.json. `model.loading_info` lists the new and the skipped weights;
         `verbose` prints them. With `tokenizer`, `check_vocab` runs first.
         """
-        folder = _resolve_folder(name_or_folder)
+        folder = resolve_folder(name_or_folder)
         raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         saved = raw.pop("minibert_head", {})
         config = BertConfig.from_dict(raw)
@@ -180,7 +172,7 @@ class _TaskModel(nn.Module):
         options = {**saved_options, **options}
         feature_based = options.pop("feature_based", False)
         model = cls(config, **options)
-        sd = _read_weights(folder)
+        sd = read_weights(folder)
         head_names = ("classifier.", "qa_outputs.")  # any task head: kept if it is ours and fits, else skipped
         head = {k: sd.pop(k) for k in list(sd) if k.startswith(head_names)}
         skipped = sorted(k for k in sd if k.startswith("cls."))
@@ -190,7 +182,7 @@ class _TaskModel(nn.Module):
             if prefix + name not in sd:  # Hugging Face token-classification and QA checkpoints have no pooler
                 sd[prefix + name] = fresh[f"bert.{name}"]
                 new.append(f"bert.{name}")
-        model.bert.load_state_dict(_from_hf_state_dict(sd, config, with_heads=False, folder=folder))
+        model.bert.load_state_dict(from_hf_state_dict(sd, config, with_heads=False, folder=folder))
         kept = {k: v for k, v in head.items() if k in fresh and tuple(v.shape) == tuple(fresh[k].shape)}
         model.load_state_dict(kept, strict=False)
         new += [k for k in fresh if not k.startswith("bert.") and k not in kept]

@@ -1,4 +1,4 @@
-"""The BERT model, lesson 04: configuration, encoder, pooler, pre-training heads, and Hugging Face checkpoints.
+"""The BERT model, lesson 04: configuration, encoder, pooler, pre-training heads, and loading real weights.
 
 What it does:
 - `BertConfig`: the sizes of a BERT, with the field names of a BERT `config.json`, and presets for the published
@@ -10,8 +10,9 @@ What it does:
   whose weight is the word embedding matrix, plus a bias) and the next-sentence head on the pooled vector.
   Given labels it also returns the two losses.
 - `from_pretrained(folder or hub name)` / `save_pretrained(folder)`: read and write the checkpoint folders of
-  Hugging Face `transformers` (`config.json` + `model.safetensors` or `pytorch_model.bin`). Any missing, unexpected
-  or wrongly shaped weight is an error that lists them all.
+  Hugging Face `transformers` (`config.json` + `model.safetensors` or `pytorch_model.bin`), through
+  `minibert.checkpoints`, which maps the names and checks every shape: any missing, unexpected or wrongly shaped
+  weight is an error that lists them all.
 
 What it leaves out: task heads for fine-tuning (`minibert.finetuning`), the pre-training data and loop
 (`minibert.pretraining_data`, `minibert.pretraining`), decoder/cross-attention use, pruned heads, other position
@@ -23,7 +24,6 @@ Shapes: B batch, T sequence length, C hidden size, V vocabulary size, N masked p
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -33,9 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minibert.attention import MultiHeadSelfAttention, padding_mask
+from minibert.checkpoints import from_hf_state_dict, read_weights, resolve_folder, to_hf_state_dict
 from minibert.embeddings import BertEmbeddings
-
-logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label of the positions that the MLM loss skips (not masked), as in PyTorch's cross_entropy
 
@@ -286,10 +285,10 @@ class _Pretrained(nn.Module):
         ("bert-base-uncased"). Weights are checked against the folder's config.json: all must be there, with their
         shapes, and none may be left over (the MLM and NSP heads are skipped, by design, when a `BertModel` is loaded
         from a pre-training checkpoint)."""
-        folder = _resolve_folder(name_or_folder)
+        folder = resolve_folder(name_or_folder)
         config = BertConfig.from_json_file(folder / "config.json")
         model = cls(config)
-        model.load_state_dict(_from_hf_state_dict(_read_weights(folder), config, cls._hf_prefix == "bert.", folder))
+        model.load_state_dict(from_hf_state_dict(read_weights(folder), config, cls._hf_prefix == "bert.", folder))
         model.set_attention_implementation(attn_implementation)
         return model.eval()
 
@@ -302,7 +301,7 @@ class _Pretrained(nn.Module):
         config = {"architectures": [type(self).__name__], "model_type": "bert", **self.config.to_dict(),
                   "position_embedding_type": "absolute", "tie_word_embeddings": True}
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        weights = _to_hf_state_dict(self.state_dict(), self.config, self._hf_prefix == "bert.")
+        weights = to_hf_state_dict(self.state_dict(), self.config, self._hf_prefix == "bert.")
         save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
         if vocab_file is not None:
             shutil.copyfile(vocab_file, folder / "vocab.txt")
@@ -385,160 +384,3 @@ class BertForPreTraining(_Pretrained):
             nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
         losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
         return PreTrainingOutput(mlm_logits, nsp_logits, sum(losses) if losses else None, mlm_loss, nsp_loss)
-
-
-# ---------------------------------------------------------------------------------- Hugging Face checkpoints
-
-
-class CheckpointMismatchError(ValueError):
-    """The weights in a checkpoint do not fit the model its config.json describes; the message lists them all."""
-
-    def __init__(self, folder, missing=(), unexpected=(), mismatched=(), hint=""):
-        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
-        parts = [f"the weights in {folder} do not fit its config:"]
-        for title, items in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("wrong shape (got, expected by the config)", self.mismatched)):
-            if items:
-                shown = [f"  {x}" if isinstance(x, str) else f"  {x[0]}: {x[1]} vs {x[2]}" for x in items[:30]]
-                more = [f"  ... and {len(items) - 30} more"] if len(items) > 30 else []
-                parts += [f"{len(items)} {title}:", *shown, *more]
-        super().__init__("\n".join(parts + ([hint] if hint else [])))
-
-
-def _hf_names(config: BertConfig, with_heads: bool) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """minibert name -> Hugging Face name for every saved tensor, and fused qkv name -> [query, key, value] names.
-    Everything follows from the config (number of layers); the tied decoder weight is not saved."""
-    pre = "bert." if with_heads else ""
-    pairs = [("embeddings.word_embeddings", "embeddings.word_embeddings", ("weight",)),
-             ("embeddings.position_embeddings", "embeddings.position_embeddings", ("weight",)),
-             ("embeddings.token_type_embeddings", "embeddings.token_type_embeddings", ("weight",)),
-             ("embeddings.layer_norm", "embeddings.LayerNorm", ("weight", "bias")),
-             ("pooler.dense", "pooler.dense", ("weight", "bias"))]
-    for i in range(config.num_hidden_layers):
-        mine, theirs = f"encoder.layers.{i}.", f"encoder.layer.{i}."
-        pairs += [(mine + a, theirs + b, ("weight", "bias")) for a, b in (
-            ("attention.out", "attention.output.dense"), ("attention_norm", "attention.output.LayerNorm"),
-            ("feed_forward.fc_in", "intermediate.dense"), ("feed_forward.fc_out", "output.dense"),
-            ("output_norm", "output.LayerNorm"))]
-    names = {f"{pre}{a}.{p}": f"{pre}{b}.{p}" for a, b, params in pairs for p in params}
-    fused = {f"{pre}encoder.layers.{i}.attention.qkv.{p}":
-             [f"{pre}encoder.layer.{i}.attention.self.{n}.{p}" for n in ("query", "key", "value")]
-             for i in range(config.num_hidden_layers) for p in ("weight", "bias")}
-    if with_heads:
-        heads = (("mlm_head.dense", "cls.predictions.transform.dense"),
-                 ("mlm_head.layer_norm", "cls.predictions.transform.LayerNorm"),
-                 ("nsp_head.classifier", "cls.seq_relationship"))
-        names.update({f"{a}.{p}": f"{b}.{p}" for a, b in heads for p in ("weight", "bias")})
-        names["mlm_head.decoder.bias"] = "cls.predictions.bias"
-    return names, fused
-
-
-def _hf_shapes(config: BertConfig, with_heads: bool) -> dict[str, tuple[int, ...]]:
-    """The shape of every Hugging Face tensor, from a model built on the meta device (no memory, no init)."""
-    with torch.device("meta"):
-        model = BertForPreTraining(config) if with_heads else BertModel(config)
-    return {k: tuple(v.shape) for k, v in _to_hf_state_dict(model.state_dict(), config, with_heads).items()}
-
-
-def _to_hf_state_dict(state: dict, config: BertConfig, with_heads: bool) -> dict[str, torch.Tensor]:
-    names, fused = _hf_names(config, with_heads)
-    out = {theirs: state[mine] for mine, theirs in names.items()}
-    for mine, theirs in fused.items():
-        out.update(zip(theirs, state[mine].chunk(3, dim=0)))  # [q | k | v] -> q, k, v
-    # safetensors wants every tensor in its own memory (no views into the fused qkv, no shared tied weight)
-    return {k: v if v.device.type == "meta" else v.detach().to("cpu", copy=True).contiguous() for k, v in out.items()}
-
-
-def _from_hf_state_dict(sd: dict, config: BertConfig, with_heads: bool, folder="the checkpoint") -> dict:
-    """Hugging Face tensors -> minibert state dict, after checking names and shapes against the config."""
-    sd = {_new_layer_norm_name(k): v for k, v in sd.items()}
-    for buffer in ("embeddings.position_ids", "embeddings.token_type_ids"):  # saved buffers, not weights
-        for k in [k for k in sd if k.endswith(buffer)]:
-            del sd[k]
-    hint = ""
-    if not with_heads:  # a BertModel may come from a BertModel folder or a BertForPreTraining one
-        if any(k.startswith("bert.") for k in sd):
-            sd = {k.removeprefix("bert."): v for k, v in sd.items() if not k.startswith("cls.")}
-            logger.info("loading a BertModel from a pre-training checkpoint: the cls.* (MLM and NSP) heads are skipped")
-    elif sd and not any(k.startswith("bert.") for k in sd):
-        hint = ("these names have no 'bert.' prefix: this looks like a BertModel checkpoint; "
-                "load it with BertModel.from_pretrained")
-    word = ("bert." if with_heads else "") + "embeddings.word_embeddings.weight"
-    if with_heads and "cls.predictions.decoder.weight" in sd:  # the tied decoder, saved by older versions
-        decoder = sd.pop("cls.predictions.decoder.weight")
-        if word in sd and not (decoder.shape == sd[word].shape and torch.equal(decoder, sd[word])):
-            raise CheckpointMismatchError(folder, hint="cls.predictions.decoder.weight differs from the word "
-                                          "embeddings; minibert ties the two and cannot load an untied decoder")
-    if with_heads and "cls.predictions.decoder.bias" in sd:  # the same tensor as cls.predictions.bias
-        bias = sd.pop("cls.predictions.decoder.bias")
-        if "cls.predictions.bias" not in sd:
-            sd["cls.predictions.bias"] = bias
-        elif not torch.equal(bias, sd["cls.predictions.bias"]):
-            raise CheckpointMismatchError(folder, hint="cls.predictions.decoder.bias differs from cls.predictions.bias")
-    shapes = _hf_shapes(config, with_heads)
-    missing = sorted(set(shapes) - set(sd))
-    unexpected = sorted(set(sd) - set(shapes))
-    mismatched = [(k, tuple(sd[k].shape), shapes[k]) for k in sorted(set(sd) & set(shapes))
-                  if tuple(sd[k].shape) != shapes[k]]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(folder, missing, unexpected, mismatched, hint)
-    names, fused = _hf_names(config, with_heads)
-    state = {mine: sd[theirs] for mine, theirs in names.items()}
-    state.update({mine: torch.cat([sd[t] for t in theirs], dim=0) for mine, theirs in fused.items()})
-    if with_heads:
-        state["mlm_head.decoder.weight"] = sd[word]
-    return state
-
-
-def _new_layer_norm_name(key: str) -> str:
-    """Old checkpoints (TensorFlow conversions) call the LayerNorm parameters gamma and beta."""
-    if key.endswith(".gamma"):
-        return key[: -len("gamma")] + "weight"
-    if key.endswith(".beta"):
-        return key[: -len("beta")] + "bias"
-    return key
-
-
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """model.safetensors, else pytorch_model.bin (either one may be sharded with an .index.json)."""
-    from safetensors.torch import load_file
-
-    def load_bin(path):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-    for name, load in (("model.safetensors", load_file), ("pytorch_model.bin", load_bin)):
-        if (folder / name).is_file():
-            return dict(load(str(folder / name)))
-        index = folder / f"{name}.index.json"
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-            sd = {}
-            for shard in shards:
-                sd.update(load(str(folder / shard)))
-            return sd
-    raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
-
-
-def _resolve_folder(name_or_folder: str | Path) -> Path:
-    """A local folder as it is; anything else is a hub name, downloaded (once, then cached) by huggingface_hub."""
-    path = Path(name_or_folder).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} has no config.json: is it a checkpoint folder?")
-        return path
-    if path.exists() or str(name_or_folder).startswith((".", "/", "~")) or str(name_or_folder).count("/") > 1:
-        raise FileNotFoundError(f"{name_or_folder} is not a checkpoint folder")
-    try:
-        from huggingface_hub import snapshot_download
-
-        name = str(name_or_folder)
-        folder = Path(snapshot_download(name, allow_patterns=["config.json", "vocab.txt", "model.safetensors",
-                                                              "model.safetensors.index.json", "model-*.safetensors"]))
-        if not any(folder.glob("model*.safetensors*")):  # older repositories have only PyTorch pickles
-            folder = Path(snapshot_download(name, allow_patterns=["pytorch_model.bin", "pytorch_model.bin.index.json",
-                                                                  "pytorch_model-*.bin"]))
-    except Exception as e:
-        raise OSError(f"{name_or_folder!r} is not a local folder, and downloading it from the Hugging Face hub failed "
-                      f"({type(e).__name__}: {e}). Offline? Pass the path of a folder that holds config.json and "
-                      f"model.safetensors (or pytorch_model.bin), or connect once to fill the hub cache.") from e
-    return folder

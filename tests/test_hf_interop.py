@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from minibert.model import BertConfig, BertForPreTraining, BertModel, CheckpointMismatchError
+from minibert.checkpoints import CheckpointMismatchError
+from minibert.model import BertConfig, BertForPreTraining, BertModel
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()

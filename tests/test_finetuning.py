@@ -18,19 +18,21 @@ from minibert.finetuning import (
     BertForSequenceClassification,
     BertForTokenClassification,
     VocabMismatchError,
-    align_labels,
     baseline_metrics,
-    best_span,
     check_vocab,
+    evaluate,
+    finetune,
+    task_labels,
+    task_records,
+)
+from minibert.finetuning_data import (
+    align_labels,
+    best_span,
     collate,
     encode_classification,
     encode_ner,
-    evaluate,
-    finetune,
     postprocess_qa,
     prepare_qa_features,
-    task_labels,
-    task_records,
 )
 from minibert.model import BertConfig, BertForPreTraining
 from minibert.pretraining import Trainer, TrainingConfig, build_optimizer

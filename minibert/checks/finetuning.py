@@ -12,7 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minibert.checks import CheckFailed, compare_tensors, passed
-from minibert.finetuning import BertForSequenceClassification, align_labels, best_span
+from minibert.finetuning import BertForSequenceClassification
+from minibert.finetuning_data import align_labels, best_span
 from minibert.model import IGNORE_INDEX, BertConfig
 
 # ------------------------------------------------------------------------------------------ classification head

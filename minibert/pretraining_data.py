@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from minibert.data import corpus_documents
 
@@ -175,10 +176,12 @@ class TokenizedCorpus:
         return [self.ids[a:b] for a, b in zip(starts[:-1], starts[1:])]
 
 
-def tokenize_documents(documents: Sequence[Sequence[str]], tokenizer, batch_size: int = 2048) -> TokenizedCorpus:
+def tokenize_documents(documents: Sequence[Sequence[str]], tokenizer, batch_size: int = 2048,
+                       progress: bool | None = None) -> TokenizedCorpus:
     """Tokenize every sentence once, `batch_size` at a time, with the fast tokenizer (no [CLS]/[SEP] yet).
 
-    Sentences that tokenize to nothing are dropped, and so are documents left empty.
+    Sentences that tokenize to nothing are dropped, and so are documents left empty. `progress`: a progress bar;
+    by default only for corpora of more than 100,000 sentences (WikiText-103 takes minutes, WikiText-2 a second).
     """
     if len(documents) and isinstance(documents[0], str):
         raise TypeError("documents must be lists of sentences (a list of lists of str), got a list of str: for the "
@@ -186,7 +189,8 @@ def tokenize_documents(documents: Sequence[Sequence[str]], tokenizer, batch_size
     fast = _fast(tokenizer)
     sentences = [s for doc in documents for s in doc]
     lengths, pieces = [], []
-    for i in range(0, len(sentences), batch_size):
+    show = len(sentences) > 100_000 if progress is None else progress
+    for i in tqdm(range(0, len(sentences), batch_size), desc="tokenizing", unit="batch", disable=not show):
         for encoding in fast.encode_batch(sentences[i:i + batch_size], add_special_tokens=False):
             lengths.append(len(encoding.ids))
             if encoding.ids:

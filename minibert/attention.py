@@ -48,15 +48,20 @@ def causal_mask(T: int, dtype: torch.dtype = torch.float32, device=None) -> torc
     return torch.zeros(T, T, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def _additive(mask: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """Check that `mask` fits the scores (B, h, T, T); turn a boolean mask (True = may look) into an additive one."""
+def _check_mask_shape(mask: torch.Tensor, scores_shape: tuple[int, ...]) -> None:
+    """A clear error for a mask that does not broadcast to the attention scores (B, h, T, T)."""
     try:
-        fits = torch.broadcast_shapes(mask.shape, scores.shape) == scores.shape
+        fits = torch.broadcast_shapes(mask.shape, scores_shape) == tuple(scores_shape)
     except RuntimeError:
         fits = False
     if not fits:
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the attention scores "
-                         f"{tuple(scores.shape)} (batch, heads, queries, keys); padding_mask() gives (B, 1, 1, T)")
+                         f"{tuple(scores_shape)} (batch, heads, queries, keys); padding_mask() gives (B, 1, 1, T)")
+
+
+def _additive(mask: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Check that `mask` fits the scores (B, h, T, T); turn a boolean mask (True = may look) into an additive one."""
+    _check_mask_shape(mask, scores.shape)
     if mask.dtype == torch.bool:
         mask = torch.zeros(mask.shape, dtype=scores.dtype, device=mask.device).masked_fill(
             ~mask, torch.finfo(scores.dtype).min)
@@ -136,6 +141,8 @@ class MultiHeadSelfAttention(nn.Module):
         if need_weights or self.implementation == "eager":
             y, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=p)  # (B, h, T, d), (B, h, T, T)
         else:
+            if mask is not None:
+                _check_mask_shape(mask, (*q.shape[:-1], k.size(-2)))  # (B, h, T, T), as the written-out path does
             if mask is not None and mask.dtype not in (q.dtype, torch.bool):  # e.g. under autocast
                 mask = mask.clamp(min=torch.finfo(q.dtype).min).to(q.dtype)
             y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None  # (B, h, T, d)

@@ -94,6 +94,11 @@ def test_multi_head_attention_shapes_and_errors():
         MultiHeadSelfAttention(30, 4)
     with pytest.raises(ValueError, match="not one of"):
         attn.implementation = "flash"
+    for implementation in ("sdpa", "eager"):  # a mask that does not fit is a clear error on both paths
+        attn.implementation = implementation
+        for bad in (torch.zeros(2, 1, 1, 9), torch.zeros(2, 7), torch.zeros(3, 1, 1, 7)):
+            with pytest.raises(ValueError, match="does not broadcast"):
+                attn(torch.randn(2, 7, 16), bad)
 
 
 def test_eager_and_sdpa_agree_with_padding():

@@ -118,6 +118,21 @@ def test_vocab_files(data_dir):
         data.vocab_file("gpt2")
 
 
+def test_unavailable_vocab_says_which_where_and_how_to_fix(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("offline")
+
+    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(data.DatasetUnavailableError) as info:
+        data.vocab_file("bert-base-chinese")
+    message = str(info.value)
+    assert "'bert-base-chinese'" in message and str(tmp_path / "bert-base-chinese" / "vocab.txt") in message
+    assert "set MINIBERT_DATA" in message and "connect to the internet" in message
+
+
 def test_corpus_documents_split_on_blank_lines_or_wikitext_titles(data_dir):
     sample = [r["text"] for r in data.load_dataset("bert-sample-text")]
     docs = data.corpus_documents(sample)

@@ -174,6 +174,28 @@ def test_old_checkpoints_load(tmp_path, fmt):
     compare_pretraining(hf, ours, batch(config))
 
 
+def test_pytorch_model_bin_folder_loads(tmp_path):
+    """pytorch_model.bin as transformers wrote it before safetensors (save_pretrained(safe_serialization=False) in
+    4.x): the whole state dict, the tied decoder weight and its bias included; for BertForPreTraining and BertModel."""
+    config = CONFIGS[3]
+    hf = hf_model(config)
+    tmp_path.joinpath("pretraining").mkdir()
+    hf.config.to_json_file(tmp_path / "pretraining" / "config.json")
+    torch.save({k: v.clone() for k, v in hf.state_dict().items()}, tmp_path / "pretraining" / "pytorch_model.bin")
+    assert not (tmp_path / "pretraining" / "model.safetensors").exists()
+    inputs = batch(config)
+    compare_pretraining(hf, BertForPreTraining.from_pretrained(tmp_path / "pretraining"), inputs)
+    base = hf_model(config, cls=transformers.BertModel, seed=1)
+    tmp_path.joinpath("base").mkdir()
+    base.config.to_json_file(tmp_path / "base" / "config.json")
+    torch.save({k: v.clone() for k, v in base.state_dict().items()}, tmp_path / "base" / "pytorch_model.bin")
+    ours = BertModel.from_pretrained(tmp_path / "base")
+    with torch.no_grad():
+        a, b = ours(**inputs), base(**inputs)
+    close(a.last_hidden_state, b.last_hidden_state, inputs["attention_mask"].bool())
+    close(a.pooler_output, b.pooler_output)
+
+
 def test_sharded_checkpoint_loads(tmp_path):
     config = CONFIGS[1]
     hf = hf_model(config)

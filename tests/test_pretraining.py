@@ -228,6 +228,105 @@ def test_evaluation_and_loss_curve(dataset, docs, tok):
     assert ax.get_title() and ax.get_xlabel() == "optimizer step" and "loss" in ax.get_ylabel()
 
 
+def test_gradient_accumulation_averages_micro_batches_and_clipping_bounds_the_norm(dataset, tok):
+    from minibert.pretraining import ResumableSampler
+
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+    def gradients_of_one_step(clip):
+        """The gradients the optimizer sees at step 1 of a run with 2 micro-batches of 4 (after clipping)."""
+        trainer = Trainer(tiny_model(tok, **no_dropout), dataset,
+                          config(max_steps=1, batch_size=4, grad_accum_steps=2, clip_grad_norm=clip))
+        seen = {}
+
+        def before_update(optimizer, args, kwargs):
+            seen.update({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
+        trainer.optimizer.register_step_pre_hook(before_update)
+        trainer.train()
+        return seen
+
+    # by hand: the same 8 examples as two micro-batches of 4, each loss halved
+    model = tiny_model(tok, **no_dropout)
+    order = list(ResumableSampler(dataset, seed=0))[:8]
+    dataset.set_epoch(0)
+    for micro in (order[:4], order[4:]):
+        (model(**dataset.collate([dataset[i] for i in micro])).loss / 2).backward()
+    expected = {name: p.grad for name, p in model.named_parameters()}
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+    unclipped = gradients_of_one_step(clip=None)
+    for name, g in expected.items():
+        torch.testing.assert_close(unclipped[name], g, atol=1e-7, rtol=1e-4, msg=name)
+    clip = 0.05
+    assert norm > 10 * clip  # so clipping has work to do
+    clipped = gradients_of_one_step(clip=clip)
+    for name, g in expected.items():  # same direction, norm `clip`
+        torch.testing.assert_close(clipped[name], g * clip / (norm + 1e-6), atol=1e-8, rtol=1e-4, msg=name)
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in clipped.values()]))
+    assert total.item() == pytest.approx(clip, rel=1e-4)
+
+
+def test_bf16_mixed_precision_trains(dataset, tok):
+    """Autocast to bf16 (padding mask cast to the attention's dtype, losses in fp32); no gradient scaler for bf16."""
+    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=12, lr=1e-2, warmup_steps=2, precision="bf16"))
+    assert trainer.precision.name == "bf16" and not trainer.scaler.is_enabled()
+    losses = [r["loss"] for r in trainer.train()]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.4, losses
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # the weights stay fp32
+
+
+def test_progress_bar_shows_loss_tokens_per_second_and_mfu(dataset, tok, capsys):
+    from minibert.pretraining import flops_per_token, peak_flops
+
+    assert peak_flops("cpu", "fp32") is None  # MFU only where the GPU's peak is known
+    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=2, log_every=2, progress=True))
+    assert trainer.peak_flops is None and trainer.flops_per_token == flops_per_token(trainer.model, 32)
+    trainer.peak_flops = 1e12  # as on a GPU whose peak is 1 TFLOP/s
+    record = trainer.train()[-1]
+    assert record["mfu"] == pytest.approx(record["tokens_per_s"] * trainer.flops_per_token / 1e12)
+    bar = capsys.readouterr().err
+    assert "loss=" in bar and "tok/s=" in bar and "mfu=" in bar
+
+
+def test_a_real_ctrl_c_finishes_the_step_then_saves(dataset, tok, tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+
+    def press_ctrl_c(trainer, record):
+        if trainer.step == 2:
+            signal.raise_signal(signal.SIGINT)  # the trainer's handler only takes note
+    trainer = Trainer(tiny_model(tok), dataset, config(tmp_path), callbacks=[press_ctrl_c])
+    trainer.train()
+    assert trainer.interrupted and trainer.step == 3  # the next step ran to its end, then training stopped
+    assert latest_checkpoint(tmp_path).name == "checkpoint-3"
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C is the learner's again
+
+
+def test_a_failed_checkpoint_write_leaves_the_last_one_intact(dataset, tok, tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def disk_full(trainer, record):
+        if trainer.step == 3:  # the checkpoint of step 4 will fail half-way, after the weights are written
+            def failing_save(obj, path, *args, **kwargs):
+                if str(path).endswith("trainer_state.pt"):
+                    raise OSError("No space left on device")
+                return real_save(obj, path, *args, **kwargs)
+            monkeypatch.setattr(torch, "save", failing_save)
+    trainer = Trainer(tiny_model(tok), dataset, config(tmp_path, max_steps=4, save_every=2), callbacks=[disk_full])
+    with pytest.raises(OSError, match="No space left"):
+        trainer.train()
+    monkeypatch.setattr(torch, "save", real_save)
+    assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-2"]  # no half-written checkpoint-4
+    assert latest_checkpoint(tmp_path).name == "checkpoint-2"
+    resumed = Trainer(tiny_model(tok, seed=5), dataset, config(tmp_path, max_steps=4, save_every=2))
+    resumed.train(resume_from=tmp_path)
+    assert resumed.step == 4 and latest_checkpoint(tmp_path).name == "checkpoint-4"
+    resumed.save_checkpoint()  # the same step again: replaced whole, nothing left behind
+    assert sorted(p.name for p in tmp_path.iterdir() if "checkpoint-4" in p.name) == ["checkpoint-4"]
+    assert (tmp_path / "checkpoint-4" / "trainer_state.pt").is_file()
+
+
 # --------------------------------------------------------------------------- the command line and torchrun
 
 CLI_TINY = ["--config", "tiny", "--set", "hidden_size=32", "--set", "num_attention_heads=2",

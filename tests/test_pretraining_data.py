@@ -195,3 +195,90 @@ def test_works_with_a_tokenizers_library_tokenizer(tok):
     b = tokenize_documents(docs, tok)
     assert torch.equal(a.ids, b.ids)
     assert vocab_info(fast).special_ids == vocab_info(tok).special_ids
+
+
+def _google_truncate_seq_pair(la, lb, max_tokens):
+    """Google's loop: while too long, drop a token from the longer side (B on ties); returns the lengths left."""
+    while la + lb > max_tokens:
+        if la > lb:
+            la -= 1
+        else:
+            lb -= 1
+    return la, lb
+
+
+def test_truncation_is_googles_truncate_seq_pair():
+    from minibert.pretraining_data import _truncate, _truncated_lengths
+
+    for max_tokens in (5, 29, 125):
+        for la in range(1, 140, 3):
+            for lb in range(1, 140, 7):
+                assert _truncated_lengths(la, lb, max_tokens) == _google_truncate_seq_pair(la, lb, max_tokens)
+    # each dropped token comes off the front or the back with probability 1/2
+    import random
+
+    rng = random.Random(0)
+    fronts = 0
+    for _ in range(20_000):
+        start, end = _truncate(100, 110, keep=9, rng=rng)  # drop one token
+        assert (start, end) in ((101, 110), (100, 109))
+        fronts += start == 101
+    assert abs(fronts / 20_000 - 0.5) < 0.015
+    start, end = _truncate(0, 50, keep=20, rng=rng)
+    assert end - start == 20 and 0 < start < 30  # 30 dropped, from both ends
+
+
+def _one_token_sentences(doc_lengths):
+    """A corpus whose sentences are one token each and whose token ids are their positions (spans say it all)."""
+    from minibert.pretraining_data import TokenizedCorpus
+
+    n = sum(doc_lengths)
+    doc_starts = torch.tensor([0, *torch.tensor(doc_lengths).cumsum(0).tolist()])
+    return TokenizedCorpus(torch.arange(n, dtype=torch.int32), torch.arange(n + 1), doc_starts)
+
+
+def test_unused_sentences_are_put_back_and_a_is_a_random_prefix():
+    """Google's chunks: A is a random prefix of the chunk; after a NotNext pair, the chunk's sentences that B did not
+    use start the next chunk. With one-token sentences and max_length - 3 = 8 nothing is truncated, so the A spans
+    and the IsNext B spans of a document must tile it exactly (but for a last one-token chunk, which is skipped)."""
+    lengths = [5 + (7 * d) % 40 for d in range(40)]
+    corpus = _one_token_sentences(lengths)
+    pairs = create_pairs(corpus, max_length=11, seed=3, short_seq_prob=0.0)
+    spans, nsp, docs = pairs.spans, pairs.nsp_labels, pairs.documents
+    assert ((spans[:, 1] - spans[:, 0]) + (spans[:, 3] - spans[:, 2]) <= 8).all()
+    doc_starts = corpus.document_starts.tolist()
+    not_next_seen = 0
+    for d in range(len(lengths)):
+        rows = (docs[:, 0] == d).nonzero().squeeze(1).tolist()
+        covered = []
+        for r in rows:
+            a0, a1, b0, b1 = spans[r].tolist()
+            covered += range(a0, a1)
+            if nsp[r] == 0:
+                assert b0 == a1  # IsNext: B is the rest of the chunk, right after A
+                covered += range(b0, b1)
+            else:
+                not_next_seen += 1
+                assert not doc_starts[d] <= b0 < doc_starts[d + 1]
+        document = list(range(doc_starts[d], doc_starts[d + 1]))
+        assert covered in (document, document[:-1]), d  # nothing lost after NotNext pairs, nothing used twice
+    assert not_next_seen > 50
+    a_lengths = (spans[nsp == 0, 1] - spans[nsp == 0, 0]).tolist()
+    assert set(a_lengths) == set(range(1, 8))  # A: a random prefix of the 8-token chunk, 1 to 7 sentences
+
+
+def test_short_target_lengths_are_drawn_per_document():
+    """With probability short_seq_prob a document gets a random shorter target length, kept for all its chunks."""
+    corpus = _one_token_sentences([600] * 200)
+    pairs = create_pairs(corpus, max_length=35, seed=0, short_seq_prob=0.1)
+    lengths = (pairs.spans[:, 1] - pairs.spans[:, 0]) + (pairs.spans[:, 3] - pairs.spans[:, 2])
+    is_next = pairs.nsp_labels == 0
+    targets = []
+    for d in range(200):
+        mine = lengths[is_next & (pairs.documents[:, 0] == d)]  # IsNext pairs: the whole chunk, target tokens
+        target = mine.max().item()
+        assert (mine == target).float().mean() > 0.8, d  # every chunk but the last has the document's target
+        targets.append(target)
+    targets = torch.tensor(targets)
+    assert 0.04 < (targets < 32).float().mean() < 0.18  # 10% short, minus the few that draw 32
+    assert targets.min() >= 2 and targets.max() == 32 and len(targets[targets < 32].unique()) > 5

@@ -37,6 +37,8 @@ def test_quick_is_the_default_without_a_gpu(monkeypatch):
     assert runtime.is_quick()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert not runtime.is_quick()
+    monkeypatch.setenv("MINIBERT_QUICK", "1")  # forces quick even with a GPU
+    assert runtime.is_quick()
 
 
 def test_bad_quick_value_says_what_to_use(monkeypatch):
@@ -81,6 +83,12 @@ def test_device_choice(monkeypatch):
         runtime.pick_device("cuda")
     monkeypatch.setenv("MINIBERT_DEVICE", "cpu")
     assert runtime.pick_device().type == "cpu"
+    monkeypatch.delenv("MINIBERT_DEVICE")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert runtime.pick_device().type == "mps"
+    assert runtime.pick_precision("mps").name == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.pick_device().type == "cuda"  # cuda first, then mps
 
 
 def test_setup_reports_and_picks(capsys, monkeypatch):

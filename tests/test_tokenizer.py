@@ -98,6 +98,16 @@ def test_chinese_samples_with_the_chinese_vocab(chinese):
 
 def test_chinese_text_with_the_uncased_vocab(uncased):
     assert_corpus(*uncased, _data("zh-wiki-sample", "train", "text"), "zh-wiki-sample (uncased)")
+    assert_corpus(*uncased, _data("chnsenticorp", "train", "sentence"), "chnsenticorp (uncased)")
+    assert_corpus(*uncased, _data("cmrc2018", "validation", "context"), "cmrc2018 (uncased)")
+
+
+def test_english_text_with_the_chinese_vocab(chinese):
+    """Every English corpus with the cased bert-base-chinese vocab too: no lowercasing, accents kept."""
+    lines = _data("wikitext-2", "validation", "text") + _data("wikitext-2", "test", "text")
+    assert_corpus(*chinese, lines, "wikitext-2 (chinese)")
+    assert_corpus(*chinese, _data("sst2", "validation", "sentence"), "sst2 (chinese)")
+    assert_corpus(*chinese, _data("squad", "validation", "context"), "squad (chinese)")
 
 
 def test_fast_path_is_the_same_tokenizer(uncased, chinese):

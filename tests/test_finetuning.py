@@ -433,6 +433,19 @@ def test_task_records_carve_a_held_out_split_when_one_is_missing(data_dir, capsy
     assert len(held_out) == 872
 
 
+def test_task_records_can_split_one_split_even_when_the_others_exist(data_dir, capsys):
+    """Quick mode's way to see the same records online (where SQuAD's train split exists) and offline."""
+    train, held_out = task_records("sst2", only_split="validation")
+    assert "'validation' split is used, as asked" in capsys.readouterr().out
+    assert len(train) + len(held_out) == 872 and len(held_out) == round(0.2 * 872)
+    full = data.load_dataset("sst2", "validation")
+    assert sorted(r["sentence"] for r in train + held_out) == sorted(r["sentence"] for r in full)
+    squad_train, squad_held = task_records("squad", only_split="validation")
+    assert (squad_train, squad_held) == task_records("squad")  # offline: the same split either way
+    with pytest.raises(KeyError, match="no-such-split"):
+        task_records("sst2", only_split="no-such-split")
+
+
 def test_cli_finetune_prints_dev_metrics(data_dir, tmp_path):
     env = {**os.environ, "MINIBERT_DATA": str(data_dir), "MINIBERT_QUICK": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "minibert", "finetune", "sst2", "--from", "random:tiny", "--set", "hidden_size=64",

@@ -14,7 +14,8 @@ What it does:
 - Training. `evaluate` (accuracy/F1, entity F1, SQuAD EM/F1), `baseline_metrics` (majority class, all-O, empty
   answer), and `finetune`: the Trainer with an evaluation each epoch and the best weights kept (`KeepBest`).
 - Tasks. `TASKS` and `task_records`: the datasets of the course by name, with a held-out split carved out (and said
-  so) when the real one is not available offline.
+  so) when the real one is not available offline. `compare_starts`: one task fine-tuned from several starting
+  encoders (random, the learner's checkpoint, `bert-base-uncased`), the full-mode comparison of every lesson.
 
 What it leaves out: multiple-choice (SWAG) and SQuAD v2 no-answer heads, CRF layers, regression (STS-B),
 label smoothing, layer-wise learning-rate decay, and ensembling.
@@ -37,16 +38,12 @@ import torch.nn.functional as F
 
 from minibert import metrics
 from minibert.checkpoints import from_hf_state_dict, read_weights, resolve_folder, to_hf_state_dict
-from minibert.finetuning_data import (  # noqa: F401  TEMPORARY
+from minibert.finetuning_data import (
     TaskDataset,
-    align_labels,
-    best_span,
-    collate,
     encode_classification,
     encode_ner,
     postprocess_qa,
     prepare_qa_features,
-    word_ids_from_offsets,
 )
 from minibert.model import IGNORE_INDEX, BertConfig, BertModel, init_weights
 
@@ -600,3 +597,37 @@ def model_for_task(task: Task, source: str, tokenizer, labels=None, feature_base
         return cls(config, **options)
     return cls.from_pretrained(source, tokenizer=tokenizer, verbose=verbose, **options)
 
+
+
+def compare_starts(task: Task, train: TaskDataset, held_out: TaskDataset, tokenizer, starts: dict,
+                   labels=None, epochs: float = 3, batch_size: int = 32, seed: int = 0, device=None,
+                   say=print) -> dict:
+    """Fine-tune one task from several starting encoders on the same data: the full-mode comparison of lessons 07-10.
+
+    starts: {name: (source, options)}. source is what `model_for_task` takes ("random:mini", a checkpoint folder as a
+    str or Path, a hub name), or None for "no checkpoint" (skipped, and said). options: `lr` (required) and any of
+    feature_based, last_n_layers, overrides. A source that cannot be loaded here (the hub, offline) is said and
+    skipped. Returns {name: (FinetuneResult, model)} for the starts that ran, each model on `device`, in eval mode.
+    """
+    from minibert.pretraining import TrainingConfig
+
+    done = {}
+    for name, (source, options) in starts.items():
+        options = dict(options)
+        lr = options.pop("lr")
+        if source is None:
+            say(f"{name}: no checkpoint found, skipped")
+            continue
+        try:
+            model = model_for_task(task, str(source), tokenizer, labels=labels, **options)
+        except (OSError, ValueError) as e:  # FileNotFoundError and the hub's errors are OSErrors
+            say(f"{name}: not available here ({type(e).__name__}: {str(e)[:150]}...). Offline? It needs the hub.")
+            continue
+        if device is not None:
+            model = model.to(device)
+        result = finetune(model, train, held_out, TrainingConfig(lr=lr, batch_size=batch_size, seed=seed),
+                          epochs=epochs)
+        scores = "  ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items() if k != "loss")
+        say(f"{name}: {scores}")
+        done[name] = (result, model.eval())
+    return done

@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from minibert.finetuning import (
     VocabMismatchError,
     baseline_metrics,
     check_vocab,
+    compare_starts,
     evaluate,
     finetune,
     task_labels,
@@ -500,3 +502,35 @@ def test_checkers_pass_on_the_package_and_fail_on_mistakes(capsys):
 
     with pytest.raises(CheckFailed, match="ends before it starts"):
         check_best_span(unconstrained)
+
+
+def test_compare_starts_trains_every_available_start_and_says_why_others_did_not(data_dir, tmp_path):
+    """The lessons' full-mode comparison: a random encoder, lesson 06's checkpoint (a Path, as course_checkpoint
+    returns it), its feature-based variant; no checkpoint and an unreachable hub model are said and skipped."""
+    tok = WordPieceTokenizer.from_pretrained("bert-base-uncased")
+    records = data.load_dataset("sst2", "validation")
+    train = encode_classification(records[:64], tok, 32, num_labels=2)
+    held = encode_classification(records[64:96], tok, 32, num_labels=2)
+    small = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=1)
+    config = BertConfig.preset("tiny", vocab_size=len(tok.id_to_token), pad_token_id=tok.pad_id, **small)
+    checkpoint = BertForPreTraining(config).save_pretrained(tmp_path / "runs" / "checkpoint-20")
+    said = []
+    starts = {
+        "random": ("random:tiny", dict(lr=1e-3, overrides=small)),
+        "lesson 06 checkpoint": (Path(checkpoint), dict(lr=1e-3)),
+        "feature-based": (Path(checkpoint), dict(lr=1e-3, feature_based=True)),
+        "no checkpoint": (None, dict(lr=1e-3)),
+        "the hub": ("minibert-course/no-such-model", dict(lr=2e-5)),
+    }
+    done = compare_starts(TASKS["sst2"], train, held, tok, starts, labels=["negative", "positive"], epochs=1,
+                          batch_size=16, say=said.append)
+    assert list(done) == ["random", "lesson 06 checkpoint", "feature-based"]
+    for name, (result, model) in done.items():
+        assert 0 <= result.best_metrics["accuracy"] <= 1 and result.trainer.step == 4
+        assert not model.training  # finetune put the best weights back; the model comes back ready to evaluate
+        assert any(line.startswith(f"{name}: accuracy ") for line in said), said
+    assert done["feature-based"][1].num_parameters(trainable_only=True) == 2 * 32 + 2
+    assert "no checkpoint: no checkpoint found, skipped" in said
+    assert any(line.startswith("the hub: not available here (OSError") for line in said), said
+    with pytest.raises(KeyError, match="lr"):
+        compare_starts(TASKS["sst2"], train, held, tok, {"random": ("random:tiny", {})}, labels=["a", "b"])

@@ -621,7 +621,9 @@ def compare_starts(task: Task, train: TaskDataset, held_out: TaskDataset, tokeni
         try:
             model = model_for_task(task, str(source), tokenizer, labels=labels, **options)
         except (OSError, ValueError) as e:  # FileNotFoundError and the hub's errors are OSErrors
-            say(f"{name}: not available here ({type(e).__name__}: {str(e)[:150]}...). Offline? It needs the hub.")
+            why = str(e) if len(str(e)) <= 150 else str(e)[:150] + "..."
+            hint = " Offline? It needs the hub." if isinstance(e, OSError) else ""
+            say(f"{name}: not available here ({type(e).__name__}: {why}).{hint}")
             continue
         if device is not None:
             model = model.to(device)

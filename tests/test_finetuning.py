@@ -514,6 +514,7 @@ def test_compare_starts_trains_every_available_start_and_says_why_others_did_not
     small = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=1)
     config = BertConfig.preset("tiny", vocab_size=len(tok.id_to_token), pad_token_id=tok.pad_id, **small)
     checkpoint = BertForPreTraining(config).save_pretrained(tmp_path / "runs" / "checkpoint-20")
+    other = BertForPreTraining(BertConfig.preset("tiny", vocab_size=100, **small)).save_pretrained(tmp_path / "other")
     said = []
     starts = {
         "random": ("random:tiny", dict(lr=1e-3, overrides=small)),
@@ -521,6 +522,7 @@ def test_compare_starts_trains_every_available_start_and_says_why_others_did_not
         "feature-based": (Path(checkpoint), dict(lr=1e-3, feature_based=True)),
         "no checkpoint": (None, dict(lr=1e-3)),
         "the hub": ("minibert-course/no-such-model", dict(lr=2e-5)),
+        "another vocab": (other, dict(lr=2e-5)),
     }
     done = compare_starts(TASKS["sst2"], train, held, tok, starts, labels=["negative", "positive"], epochs=1,
                           batch_size=16, say=said.append)
@@ -532,5 +534,7 @@ def test_compare_starts_trains_every_available_start_and_says_why_others_did_not
     assert done["feature-based"][1].num_parameters(trainable_only=True) == 2 * 32 + 2
     assert "no checkpoint: no checkpoint found, skipped" in said
     assert any(line.startswith("the hub: not available here (OSError") for line in said), said
+    mismatch = [line for line in said if line.startswith("another vocab: not available here (VocabMismatchError")]
+    assert mismatch and "Offline?" not in mismatch[0], said
     with pytest.raises(KeyError, match="lr"):
         compare_starts(TASKS["sst2"], train, held, tok, {"random": ("random:tiny", {})}, labels=["a", "b"])

@@ -233,7 +233,7 @@ class Pairs:
         return self.corpus.ids[a0:a1], self.corpus.ids[b0:b1], int(self.nsp_labels[i])
 
 
-def _truncated_lengths(la: int, lb: int, max_tokens: int) -> tuple[int, int]:
+def google_truncated_lengths(la: int, lb: int, max_tokens: int) -> tuple[int, int]:
     """Google's truncate_seq_pair, counted instead of looped: drop a token from the longer side (B on ties)
     until the two fit in max_tokens. Returns the lengths that remain."""
     excess = la + lb - max_tokens
@@ -308,7 +308,7 @@ def create_pairs(corpus: TokenizedCorpus, max_length: int = 128, seed: int = 0, 
             else:  # IsNext from a single sentence: cut it at a random token
                 a1 = b0 = rng.randint(a0 + 1, end - 1)
                 b1, b_doc = end, d
-            la, lb = _truncated_lengths(a1 - a0, b1 - b0, max_tokens)
+            la, lb = google_truncated_lengths(a1 - a0, b1 - b0, max_tokens)
             a0, a1 = _truncate(a0, a1, la, rng)
             b0, b1 = _truncate(b0, b1, lb, rng)
             spans.append((a0, a1, b0, b1))

@@ -208,12 +208,12 @@ def _google_truncate_seq_pair(la, lb, max_tokens):
 
 
 def test_truncation_is_googles_truncate_seq_pair():
-    from minibert.pretraining_data import _truncate, _truncated_lengths
+    from minibert.pretraining_data import _truncate, google_truncated_lengths
 
     for max_tokens in (5, 29, 125):
         for la in range(1, 140, 3):
             for lb in range(1, 140, 7):
-                assert _truncated_lengths(la, lb, max_tokens) == _google_truncate_seq_pair(la, lb, max_tokens)
+                assert google_truncated_lengths(la, lb, max_tokens) == _google_truncate_seq_pair(la, lb, max_tokens)
     # each dropped token comes off the front or the back with probability 1/2
     import random
 

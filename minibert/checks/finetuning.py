@@ -306,16 +306,6 @@ def _ids_and_type_ids(result, what: str):
     return as_list[0], as_list[1]
 
 
-def _google_truncation(n1: int, n2: int, budget: int) -> tuple[int, int]:
-    """Google's original `_truncate_seq_pair`: one token at a time from the longer sequence, from B on a tie."""
-    while n1 + n2 > budget:
-        if n1 > n2:
-            n1 -= 1
-        else:
-            n2 -= 1
-    return n1, n2
-
-
 def check_pair_encoding(fn) -> None:
     """Check `fn(tokenizer, a, b, max_length) -> (ids, type_ids)`, the encoding of a sentence pair.
 
@@ -365,6 +355,7 @@ def check_pair_encoding(fn) -> None:
 
 def _pair_ids_hint(tokenizer, a, b, max_length, ids, tokens, expected) -> str:
     """What differs first in the ids, and why, without giving the expected ids."""
+    from minibert.pretraining_data import google_truncated_lengths
     from minibert.tokenizer import CLS, SEP
 
     if not ids or tokens[0] != CLS:
@@ -384,7 +375,7 @@ def _pair_ids_hint(tokenizer, a, b, max_length, ids, tokens, expected) -> str:
         if (e1, e2) == (la, lb):
             return (f"this pair fits in max_length, so every token is kept: A has {la} WordPiece tokens "
                     f"(tokenizer.tokenize) and B {lb}; yours keeps {n1} and {n2}.")
-        if (n1, n2) == _google_truncation(la, lb, budget):
+        if (n1, n2) == google_truncated_lengths(la, lb, budget):  # Google's run_classifier.py rule
             return (f"you kept {n1} tokens of A and {n2} of B by removing one token at a time from the longer "
                     "sentence and from B on a tie (Google's original run_classifier.py). The tokenizers of minibert "
                     "and Hugging Face split the budget instead: the shorter sentence keeps at most half of it "

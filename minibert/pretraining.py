@@ -384,8 +384,9 @@ class Trainer:
     def train(self, resume_from=None) -> list[dict]:
         """Train to config.max_steps (from a checkpoint folder, or the latest one in an out_dir, if given).
 
-        Returns `history`: records {"step", "loss", "mlm_loss", "nsp_loss", "lr", "tokens_per_s", "mfu"} every
-        `log_every` steps, and {"step", "eval_<metric>"...} after each evaluation.
+        Returns `history`: records {"step", "loss", "mlm_loss", "nsp_loss", "lr", "tokens_per_s", "seconds_per_step",
+        "mfu"} every `log_every` steps (timed without evaluation and checkpointing), and {"step", "eval_<metric>"...}
+        after each evaluation.
         """
         from tqdm.auto import tqdm
 
@@ -414,12 +415,14 @@ class Trainer:
                         record = self._log(window, time.perf_counter() - t0, bar)
                         window = dict.fromkeys(window, 0.0)
                         t0 = time.perf_counter()
+                    paused = time.perf_counter()  # evaluation and saving do not count towards tokens/s
                     if self.eval_fn is not None and cfg.eval_every and (
                             self.step % cfg.eval_every == 0 or self.step == cfg.max_steps):
                         self.evaluate()
                     if cfg.out_dir and ((cfg.save_every and self.step % cfg.save_every == 0)
                                         or self.step == cfg.max_steps):
                         self.save_checkpoint()
+                    t0 += time.perf_counter() - paused
                     for callback in self.callbacks:
                         callback(self, record)
                     if result["stop"] > 0:  # Ctrl-C on some rank
@@ -449,7 +452,8 @@ class Trainer:
         tokens_per_s = window["tokens"] / max(seconds, 1e-9)
         record = {"step": self.step, "loss": window["loss"] / steps,
                   **{name: window[name] / steps for name in self._loss_parts},
-                  "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": tokens_per_s, "mfu": None}
+                  "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": tokens_per_s,
+                  "seconds_per_step": seconds / steps, "mfu": None}
         if self.peak_flops:
             record["mfu"] = tokens_per_s * self.flops_per_token / (self.peak_flops * self.world_size)
         self.history.append(record)

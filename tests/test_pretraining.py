@@ -288,6 +288,21 @@ def test_progress_bar_shows_loss_tokens_per_second_and_mfu(dataset, tok, capsys)
     assert "loss=" in bar and "tok/s=" in bar and "mfu=" in bar
 
 
+def test_step_time_and_tokens_per_second_leave_out_evaluation(dataset, tok):
+    import time
+
+    def slow_evaluation(model):
+        time.sleep(0.4)
+        return {"mlm_accuracy": 0.0}
+    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=4, log_every=1, eval_every=1, batch_size=4),
+                      eval_fn=slow_evaluation)
+    logs = [r for r in trainer.train() if "loss" in r]
+    assert [r["step"] for r in logs] == [1, 2, 3, 4]
+    assert all(0 < r["seconds_per_step"] < 0.3 for r in logs), [r["seconds_per_step"] for r in logs]
+    tokens = [r["tokens_per_s"] * r["seconds_per_step"] for r in logs]  # the tokens of one step: 4 pairs of <= 32
+    assert all(4 * 3 <= t <= 4 * 32 for t in tokens), tokens
+
+
 def test_a_real_ctrl_c_finishes_the_step_then_saves(dataset, tok, tmp_path):
     import signal
 

@@ -244,7 +244,9 @@ def _local_file(relative: str) -> tuple[Path | None, str]:
 
 
 @lru_cache(maxsize=32)
-def _load_cached(name: str, split: str) -> tuple[dict, ...]:
+def _load_cached(name: str, split: str, root: str | None) -> tuple[dict, ...]:
+    """`root` (the MINIBERT_DATA of the call) is only part of the cache key: pointing it elsewhere mid-session loads
+    the records from there."""
     spec = DATASETS[name]
     where = []
     if split in spec.local:
@@ -287,7 +289,7 @@ def load_dataset(name: str, split: str = "train", limit: int | None = None) -> l
     known = sorted(set(spec.local) | set(spec.hub_splits))
     if split not in known:
         raise KeyError(f"Dataset '{name}' has no split '{split}'. Splits: {', '.join(known)}")
-    records = list(_load_cached(name, split))
+    records = list(_load_cached(name, split, data_dir()))
     return records[:limit] if limit is not None else records
 
 

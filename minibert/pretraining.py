@@ -98,6 +98,18 @@ PEAK_FLOPS = {"H200": (989e12, 67e12), "H100": (989e12, 67e12), "A100": (312e12,
               "A10": (125e12, 31e12), "T4": (65e12, 8.1e12), "V100": (125e12, 15.7e12)}
 
 
+def _check_vocab_fits(model: nn.Module, dataset) -> None:
+    """A dataset whose token ids reach past the model's embedding table fails on a GPU with a bare 'device-side
+    assert'; say it here, before training, in words (a pre-training dataset knows its vocabulary's size)."""
+    vocab = getattr(dataset, "vocab", None)
+    config = getattr(getattr(model, "module", model), "config", None)
+    size, rows = getattr(vocab, "size", None), getattr(config, "vocab_size", None)
+    if size is not None and rows is not None and size > rows:
+        raise ValueError(f"the dataset's tokenizer has {size} token ids but the model's vocab_size is {rows}: ids "
+                         f"from {rows} on have no embedding and no MLM output. Build the model for this tokenizer, "
+                         f"e.g. BertConfig.preset(..., vocab_size=len(tokenizer)).")
+
+
 def peak_flops(device, precision_name: str) -> float | None:
     """The GPU's peak FLOP/s for this precision, or None when unknown (CPU, MPS, an unlisted GPU)."""
     device = torch.device(device)
@@ -274,6 +286,7 @@ class Trainer:
         self.config = config = config or TrainingConfig()
         if config.max_steps < 1 or config.grad_accum_steps < 1 or config.batch_size < 1:
             raise ValueError("max_steps, grad_accum_steps and batch_size must all be at least 1")
+        _check_vocab_fits(model, dataset)
         self.rank, self.world_size, local_rank = init_distributed()
         if config.device is None and self.world_size > 1 and torch.cuda.is_available():
             self.device = torch.device("cuda", local_rank)

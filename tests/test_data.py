@@ -140,3 +140,13 @@ def test_corpus_documents_split_on_blank_lines_or_wikitext_titles(data_dir):
     wiki = data.corpus_documents([r["text"] for r in data.load_dataset("wikitext-2", "validation")])
     assert len(wiki) == 60  # WikiText-2 validation holds 60 articles
     assert not any(line.startswith("=") for doc in wiki for line in doc)
+
+
+def test_pointing_minibert_data_elsewhere_mid_session_is_seen(tmp_path, monkeypatch):
+    for name, sentence in (("a", "first copy"), ("b", "second copy")):
+        (tmp_path / name / "sst-2").mkdir(parents=True)
+        (tmp_path / name / "sst-2" / "dev.tsv").write_text(f"sentence\tlabel\n{sentence}\t1\n", encoding="utf-8")
+    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path / "a"))
+    assert data.load_dataset("sst2", "validation") == [{"sentence": "first copy", "label": 1}]
+    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path / "b"))  # not served from the cache of the first folder
+    assert data.load_dataset("sst2", "validation") == [{"sentence": "second copy", "label": 1}]

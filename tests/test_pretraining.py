@@ -51,7 +51,7 @@ def dataset(docs, tok):
 
 def tiny_model(tok, seed=0, **overrides):
     torch.manual_seed(seed)
-    return BertForPreTraining(BertConfig(vocab_size=len(tok), **{**TINY, **overrides}))
+    return BertForPreTraining(BertConfig(**{"vocab_size": len(tok), **TINY, **overrides}))
 
 
 def config(tmp_path=None, **kwargs):
@@ -286,6 +286,14 @@ def test_progress_bar_shows_loss_tokens_per_second_and_mfu(dataset, tok, capsys)
     assert record["mfu"] == pytest.approx(record["tokens_per_s"] * trainer.flops_per_token / 1e12)
     bar = capsys.readouterr().err
     assert "loss=" in bar and "tok/s=" in bar and "mfu=" in bar
+
+
+def test_a_model_too_small_for_the_tokenizer_is_refused_before_training(dataset, tok):
+    model = tiny_model(tok, vocab_size=len(tok) - 100)  # ids from len(tok) - 100 on would index past the table
+    with pytest.raises(ValueError, match=rf"{len(tok)} token ids but the model's vocab_size is {len(tok) - 100}.*"
+                                         r"vocab_size=len\(tokenizer\)"):
+        Trainer(model, dataset, config())
+    Trainer(tiny_model(tok, vocab_size=len(tok) + 8), dataset, config())  # a larger table (padded to 8) is fine
 
 
 def test_step_time_and_tokens_per_second_leave_out_evaluation(dataset, tok):

@@ -384,9 +384,11 @@ class Trainer:
                 f"Try a lower learning rate (now {self.scheduler.get_last_lr()[0]:.3g}), a longer warm-up, gradient "
                 f"clipping, or bf16/fp32 instead of fp16.")
         self._phase = "update"
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)  # skipped by the fp16 scaler when gradients overflowed
-        self.scaler.update()
-        self.scheduler.step()
+        self.scaler.update()  # ... which then halves its scale
+        if scale is None or self.scaler.get_scale() >= scale:  # the schedule follows the updates that happened
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self._phase = "boundary"

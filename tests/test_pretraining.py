@@ -275,6 +275,50 @@ def test_bf16_mixed_precision_trains(dataset, tok):
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # the weights stay fp32
 
 
+@pytest.fixture
+def fp16_on_the_cpu(monkeypatch):
+    """A T4's path (fp16 autocast + gradient scaler) run on the CPU, which torch allows but the course does not offer
+    (pick_precision refuses fp16 there): the same Trainer code a Colab T4 runs."""
+    from minibert import pretraining
+    from minibert.runtime import PRECISIONS
+
+    monkeypatch.setattr(pretraining, "pick_precision", lambda device, prefer=None: PRECISIONS["fp16"])
+
+
+def test_fp16_with_a_gradient_scaler_trains(dataset, tok, fp16_on_the_cpu):
+    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=12, lr=1e-2, warmup_steps=2))
+    assert trainer.precision.name == "fp16" and trainer.scaler.is_enabled()
+    losses = [r["loss"] for r in trainer.train()]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.4, losses
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_fp16_overflowing_steps_are_skipped_without_moving_the_schedule(dataset, tok, fp16_on_the_cpu):
+    """A scale of 2^40 overflows fp16 gradients: the scaler skips those updates and halves its scale. That is not a
+    divergence (no error), the weights stay as they were, and the learning-rate schedule waits for real updates
+    (so no 'lr_scheduler.step() before optimizer.step()' warning either)."""
+    import warnings
+
+    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=30, lr=1e-2, warmup_steps=2))
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    seen = []
+
+    def watch(trainer, record):
+        seen.append((trainer.scaler.get_scale(), trainer.scheduler.last_epoch,
+                     all(torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())))
+    trainer.callbacks.append(watch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the scheduler's order warning would fail the test
+        trainer.train()
+    scales = [2.0 ** 40] + [scale for scale, _, _ in seen]
+    skipped = [after < before for before, after in zip(scales, scales[1:])]
+    assert skipped[0] and 5 <= sum(skipped) < 30, scales
+    assert [epoch for _, epoch, _ in seen] == [sum(1 for s in skipped[:i + 1] if not s) for i in range(30)]
+    updates = [i for i, s in enumerate(skipped) if not s]  # the first runs at the warm-up's learning rate of 0
+    assert all(unchanged for _, _, unchanged in seen[:updates[1]]) and not seen[updates[1]][2]
+
+
 def test_progress_bar_shows_loss_tokens_per_second_and_mfu(dataset, tok, capsys):
     from minibert.pretraining import flops_per_token, peak_flops
 

@@ -340,6 +340,19 @@ def test_a_model_too_small_for_the_tokenizer_is_refused_before_training(dataset,
     Trainer(tiny_model(tok, vocab_size=len(tok) + 8), dataset, config())  # a larger table (padded to 8) is fine
 
 
+def test_data_loader_workers_change_nothing(docs, tok):
+    """The recipe loads batches in 2 worker processes: the same pairs, masks (fresh each epoch) and losses as in the
+    main process, across an epoch boundary."""
+    losses = {}
+    for workers in (0, 2):
+        small = PretrainingDataset(docs[:4], tok, max_length=32, seed=0)
+        steps = len(small) * 3 // (2 * 16) + 1  # one and a half epochs of batches of 16
+        trainer = Trainer(tiny_model(tok), small, config(max_steps=steps, batch_size=16, num_workers=workers))
+        losses[workers] = [r["loss"] for r in trainer.train()]
+        assert trainer.epoch == 1
+    assert losses[2] == losses[0]
+
+
 def test_step_time_and_tokens_per_second_leave_out_evaluation(dataset, tok):
     import time
 

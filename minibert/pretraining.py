@@ -94,8 +94,10 @@ def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int) -> torch
 # ------------------------------------------------------------------------------------------ speed and MFU
 
 # dense peak FLOP/s (bf16/fp16 tensor cores, and fp32) of GPUs the course runs on, from their data sheets
-PEAK_FLOPS = {"H200": (989e12, 67e12), "H100": (989e12, 67e12), "A100": (312e12, 19.5e12), "L4": (121e12, 30e12),
+PEAK_FLOPS = {"H200": (989e12, 67e12), "H100 PCIe": (756e12, 51e12), "H100": (989e12, 67e12),
+              "A100": (312e12, 19.5e12), "L40S": (362e12, 91.6e12), "L40": (181e12, 90.5e12), "L4": (121e12, 30e12),
               "A10": (125e12, 31e12), "T4": (65e12, 8.1e12), "V100": (125e12, 15.7e12)}
+# (dense bf16/fp16 tensor-core, fp32) FLOP/s; the first key found in the device's name wins, so "L40S" before "L4"
 
 
 def _check_vocab_fits(model: nn.Module, dataset) -> None:

@@ -319,6 +319,17 @@ def test_fp16_overflowing_steps_are_skipped_without_moving_the_schedule(dataset,
     assert all(unchanged for _, _, unchanged in seen[:updates[1]]) and not seen[updates[1]][2]
 
 
+@pytest.mark.parametrize("name, bf16", [("Tesla T4", 65e12), ("NVIDIA L4", 121e12), ("NVIDIA L40S", 362e12),
+                                        ("NVIDIA A100-SXM4-40GB", 312e12), ("NVIDIA A10", 125e12),
+                                        ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 80GB HBM3", 989e12),
+                                        ("NVIDIA GeForce RTX 4090", None)])
+def test_peak_flops_finds_the_gpu_by_name(monkeypatch, name, bf16):
+    from minibert.pretraining import peak_flops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert peak_flops("cuda", "bf16") == bf16  # an unlisted GPU: no MFU rather than a wrong one
+
+
 def test_progress_bar_shows_loss_tokens_per_second_and_mfu(dataset, tok, capsys):
     from minibert.pretraining import flops_per_token, peak_flops
 

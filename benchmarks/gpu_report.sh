@@ -34,9 +34,9 @@ if [[ ${SMOKE:-0} == 1 ]]; then
     recipe=(--config tiny --batch-size 8 --max-steps ${SMOKE_STEPS:-20} --eval-every 10 --eval-batches 2 --log-every 10 --device cpu)
     RECIPE_SECONDS=${RECIPE_SECONDS_SMOKE:-60}
 else
-    speed_runs=("--config mini --batch 128 --steps 20 --warmup 5 --dtype bf16"
-                "--config mini --batch 128 --steps 20 --warmup 5 --dtype fp16"
-                "--config base --batch 64 --steps 20 --warmup 5 --dtype bf16")
+    speed_runs=("--config mini --batch 128 --steps 50 --warmup 10 --dtype bf16"
+                "--config mini --batch 128 --steps 50 --warmup 10 --dtype fp16"
+                "--config base --batch 64 --steps 30 --warmup 10 --dtype bf16")
     recipe=(--config mini --batch-size 128 --lr 5e-4 --max-steps 10000 --eval-every 1000 --num-workers 2 --log-every 100)
 fi
 

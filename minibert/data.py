@@ -245,8 +245,8 @@ def _local_file(relative: str) -> tuple[Path | None, str]:
 
 @lru_cache(maxsize=32)
 def _load_cached(name: str, split: str, root: str | None) -> tuple[dict, ...]:
-    """`root` (the MINIBERT_DATA of the call) is only part of the cache key: pointing it elsewhere mid-session loads
-    the records from there."""
+    """`root` is the MINIBERT_DATA in force (which `_local_file` reads); it is an argument so that the cache is keyed
+    by it too, and pointing MINIBERT_DATA elsewhere mid-session loads the records from there."""
     spec = DATASETS[name]
     where = []
     if split in spec.local:

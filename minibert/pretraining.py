@@ -216,8 +216,11 @@ class _DeferredInterrupt:
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._pid = os.getpid()
 
     def _handler(self, signum, frame):
+        if os.getpid() != self._pid:  # a DataLoader worker forked with this handler: Ctrl-C in a terminal reaches it
+            return  # too; it carries on, and the trainer's process decides
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True

@@ -394,6 +394,29 @@ def test_a_real_ctrl_c_finishes_the_step_then_saves(dataset, tok, tmp_path):
     assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C is the learner's again
 
 
+def test_ctrl_c_in_a_terminal_also_reaches_the_data_loader_workers(dataset, tok, tmp_path, capfd):
+    """A terminal's Ctrl-C signals the whole process group: the workers (forked with the trainer's handler) ignore it
+    and keep loading, and the learner sees the message once, from the trainer."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    def press_ctrl_c_in_a_terminal(trainer, record):
+        if trainer.step == 2:
+            workers = multiprocessing.active_children()
+            assert len(workers) == 2
+            for worker in workers:
+                os.kill(worker.pid, signal.SIGINT)
+            time.sleep(0.3)  # time for the workers to handle it
+            signal.raise_signal(signal.SIGINT)
+    trainer = Trainer(tiny_model(tok), dataset, config(tmp_path, num_workers=2),
+                      callbacks=[press_ctrl_c_in_a_terminal])
+    trainer.train()
+    assert trainer.interrupted and trainer.step == 3 and latest_checkpoint(tmp_path).name == "checkpoint-3"
+    assert capfd.readouterr().out.count("Ctrl-C: finishing this step") == 1
+
+
 def test_a_failed_checkpoint_write_leaves_the_last_one_intact(dataset, tok, tmp_path, monkeypatch):
     real_save = torch.save
 

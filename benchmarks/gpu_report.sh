@@ -7,10 +7,10 @@
 #      and base (batch 64) in bf16. Each prints ms/step, tokens/s, peak memory, MFU and the ratio (goal 1.3x).
 #   2. Lesson 06's full-mode recipe (mini, batch 128, sequence length 128, lr 5e-4, a 10,000-step schedule), stopped
 #      with Ctrl-C (SIGINT, which saves a checkpoint) after $RECIPE_SECONDS if it has not finished. Then a summary:
-#      steps done, seconds per 1,000 steps, tokens/s and MFU, and held-out MLM / NSP accuracy at each evaluation.
+#      steps done, ms per step and minutes per 1,000 steps, tokens/s and MFU, and held-out MLM / NSP accuracy at each evaluation.
 #
 # What it leaves out: WikiText-103 is used when MINIBERT_DATA holds it or the hub can be reached; otherwise the
-# recipe trains on WikiText-2's test split and evaluates on its validation split (500 times smaller than
+# recipe trains on WikiText-2's test split and evaluates on its validation split (about 400 times smaller than
 # WikiText-103, so its accuracies are not the recipe's; its speed is). It says which one it used.
 #
 #   MINIBERT_DATA=../shared/data bash benchmarks/gpu_report.sh [OUT_DIR]
@@ -18,7 +18,7 @@
 # Writes OUT_DIR/gpu_report.log (everything printed), OUT_DIR/history.json and OUT_DIR/loss_curve.png of the recipe
 # run (the checkpoints stay in $RUN_DIR). Without the package installed it runs from the source tree (PYTHONPATH=.):
 # torch, tokenizers, safetensors, tqdm, matplotlib and transformers must be importable.
-# SMOKE=1 runs every part on the CPU with a tiny model in about a minute, to check the script itself.
+# SMOKE=1 runs every part on the CPU with a tiny model in about 15 seconds, to check the script itself (the tests do).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-runs/gpu_report}}

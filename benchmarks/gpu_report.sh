@@ -7,7 +7,8 @@
 #      and base (batch 64) in bf16. Each prints ms/step, tokens/s, peak memory, MFU and the ratio (goal 1.3x).
 #   2. Lesson 06's full-mode recipe (mini, batch 128, sequence length 128, lr 5e-4, a 10,000-step schedule), stopped
 #      with Ctrl-C (SIGINT, which saves a checkpoint) after $RECIPE_SECONDS if it has not finished. Then a summary:
-#      steps done, ms per step and minutes per 1,000 steps, tokens/s and MFU, and held-out MLM / NSP accuracy at each evaluation.
+#      steps done, ms per step and minutes per 1,000 steps, tokens/s and MFU, and held-out MLM / NSP accuracy at
+#      each evaluation.
 #
 # What it leaves out: WikiText-103 is used when MINIBERT_DATA holds it or the hub can be reached; otherwise the
 # recipe trains on WikiText-2's test split and evaluates on its validation split (about 400 times smaller than

@@ -32,7 +32,8 @@ exec > >(tee "$OUT_DIR/gpu_report.log") 2>&1
 
 if [[ ${SMOKE:-0} == 1 ]]; then
     speed_runs=("--config tiny --batch 8 --steps 2 --warmup 1 --device cpu")
-    recipe=(--config tiny --batch-size 8 --max-steps ${SMOKE_STEPS:-20} --eval-every 10 --eval-batches 2 --log-every 10 --device cpu)
+    recipe=(--config tiny --batch-size 8 --max-steps ${SMOKE_STEPS:-20} --eval-every 10 --eval-batches 2
+            --log-every 10 --num-workers 2 --device cpu)
     RECIPE_SECONDS=${RECIPE_SECONDS_SMOKE:-60}
 else
     speed_runs=("--config mini --batch 128 --steps 50 --warmup 10 --dtype bf16"

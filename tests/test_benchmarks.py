@@ -32,5 +32,6 @@ def test_gpu_report_runs_every_part(tmp_path, steps, seconds):
         assert logged == [10, 20] and "exit status 0" in log
     else:  # SIGINT after the time limit: a checkpoint, the history so far, and the same summary
         assert 0 < logged[-1] < steps and "exit status 124" in log and "interrupted at step" in log, log
+        assert log.count("Ctrl-C: finishing this step") == 1, log  # timeout signals the data-loader workers too
         assert any(p.name.startswith("checkpoint-") for p in (tmp_path / "run").iterdir())
     assert (tmp_path / "out" / "loss_curve.png").stat().st_size > 0

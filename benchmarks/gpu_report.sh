@@ -28,7 +28,6 @@ RECIPE_SECONDS=${RECIPE_SECONDS:-300}
 mkdir -p "$OUT_DIR"
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 PY=${PYTHON:-python3}
-exec > >(tee "$OUT_DIR/gpu_report.log") 2>&1
 
 if [[ ${SMOKE:-0} == 1 ]]; then
     speed_runs=("--config tiny --batch 8 --steps 2 --warmup 1 --device cpu")
@@ -42,6 +41,7 @@ else
     recipe=(--config mini --batch-size 128 --lr 5e-4 --max-steps 10000 --eval-every 1000 --num-workers 2 --log-every 100)
 fi
 
+{  # everything from here to the end goes to the screen and to OUT_DIR/gpu_report.log
 echo "== $(date -u +%FT%TZ)  $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 $PY -c "import torch, transformers; print('torch', torch.__version__, '| transformers', transformers.__version__,
@@ -85,3 +85,4 @@ for r in history:
               f"NSP accuracy {r['eval_nsp_accuracy']:.4f}, MLM loss {r.get('eval_mlm_loss', float('nan')):.3f}")
 EOF
 echo "== done $(date -u +%FT%TZ)"
+} 2>&1 | tee "$OUT_DIR/gpu_report.log"

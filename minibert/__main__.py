@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 
@@ -145,14 +146,21 @@ def _pretrain(args) -> int:
             matplotlib.use("Agg")
             ax = plot_loss_curve(history, title=f"Pre-training loss, {args.config} on {Path(args.corpus).name}")
             ax.figure.savefig(out / "loss_curve.png", dpi=120, bbox_inches="tight")
-        last = [r for r in history if "loss" in r][-1:]
-        if last:
-            say(f"step {last[0]['step']}: loss {last[0]['loss']:.4f} (MLM {last[0]['mlm_loss']:.4f}, "
-                f"NSP {last[0]['nsp_loss']:.4f})")
+        logs = [r for r in history if "loss" in r]
+        if logs:
+            last = logs[-1]
+            say(f"step {last['step']}: loss {last['loss']:.4f} (MLM {last['mlm_loss']:.4f}, "
+                f"NSP {last['nsp_loss']:.4f})")
+            later = logs[len(logs) // 5:]  # without the first fifth: start-up and the data loader's first batches
+            step_s = statistics.median(r["seconds_per_step"] for r in later)
+            mfu = [r["mfu"] for r in later if r["mfu"] is not None]
+            say(f"training alone (median after start-up): {1000 * step_s:.1f} ms/step, so {step_s * 1000 / 60:.1f} "
+                f"min per 1,000 steps; {statistics.median(r['tokens_per_s'] for r in later):,.0f} tokens/s"
+                + (f", MFU {100 * statistics.median(mfu):.1f}%" if mfu else ""))
         evals = [r for r in history if "eval_mlm_accuracy" in r]
         if evals:
             e = evals[-1]
-            say(f"held-out at step {e['step']}: MLM accuracy {e['eval_mlm_accuracy']:.4f}, "
+            say(f"held-out MLM accuracy at step {e['step']}: {e['eval_mlm_accuracy']:.4f}, "
                 f"NSP accuracy {e['eval_nsp_accuracy']:.4f}")
         say(f"checkpoint: {trainer.last_checkpoint}  (loads in transformers.BertForPreTraining.from_pretrained)")
     if torch.distributed.is_initialized():

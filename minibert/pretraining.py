@@ -103,9 +103,8 @@ PEAK_FLOPS = {"H200": (989e12, 67e12), "H100 PCIe": (756e12, 51e12), "H100": (98
 def _check_vocab_fits(model: nn.Module, dataset) -> None:
     """A dataset whose token ids reach past the model's embedding table fails on a GPU with a bare 'device-side
     assert'; say it here, before training, in words (a pre-training dataset knows its vocabulary's size)."""
-    vocab = getattr(dataset, "vocab", None)
-    config = getattr(getattr(model, "module", model), "config", None)
-    size, rows = getattr(vocab, "size", None), getattr(config, "vocab_size", None)
+    size = getattr(getattr(dataset, "vocab", None), "size", None)
+    rows = getattr(getattr(model, "config", None), "vocab_size", None)
     if size is not None and rows is not None and size > rows:
         raise ValueError(f"the dataset's tokenizer has {size} token ids but the model's vocab_size is {rows}: ids "
                          f"from {rows} on have no embedding and no MLM output. Build the model for this tokenizer, "

@@ -10,6 +10,7 @@
 
     python -m minibert finetune    fine-tune on a task and print the dev metrics (lessons 07-10), for example:
 
+        python -m minibert finetune sst2 --from course --quick     # the course's own small pre-trained BERT
         python -m minibert finetune sst2 --from runs/mini/checkpoint-10000
         python -m minibert finetune conll2003 --from bert-base-uncased --epochs 3
         python -m minibert finetune squad --from random:tiny --quick       # a randomly initialised encoder
@@ -51,23 +52,44 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def _documents(args, say):
-    """Training documents and held-out documents (or None) for --corpus."""
+    """Training documents and held-out documents (or None) for --corpus (one name, several name:split, or files)."""
     from minibert import data
+    from minibert.course_bert import parse_source, split_held_out, unlabelled_documents
     from minibert.pretraining_data import documents_from_lines
 
-    if args.corpus in data.DATASETS:
-        train = documents_from_lines(data.load_dataset(args.corpus, args.split))
+    corpus = args.corpus
+    if len(corpus) > 1 or ":" in corpus[0]:  # a mix: name:split of any dataset (labels dropped) or text files
+        corpora = {}
+        for source in corpus:
+            path = Path(source).expanduser()
+            if path.is_file():
+                corpora[source] = documents_from_lines(path.read_text(encoding="utf-8").splitlines())
+                continue
+            name, split = parse_source(source)
+            if name not in data.DATASETS:
+                raise SystemExit(f"--corpus {source!r} is neither a dataset name ({', '.join(sorted(data.DATASETS))}"
+                                 f", with an optional :split) nor a text file")
+            corpora[source] = unlabelled_documents(name, split)
+        if args.max_documents:
+            corpora = {k: v[:args.max_documents] for k, v in corpora.items()}
+        train, held_out = split_held_out(corpora, args.eval_fraction)
+        say("corpus: " + ", ".join(f"{k} ({len(v):,} documents)" for k, v in corpora.items())
+            + f"; {args.eval_fraction:.0%} of each held out")
+        return train, held_out or None
+    source = corpus[0]
+    if source in data.DATASETS:
+        train = documents_from_lines(data.load_dataset(source, args.split))
         held_out = None
-        spec = data.DATASETS[args.corpus]
+        spec = data.DATASETS[source]
         splits = set(spec.local) | set(spec.hub_splits)
         if args.eval_split and args.eval_split != args.split and args.eval_split in splits:
-            held_out = documents_from_lines(data.load_dataset(args.corpus, args.eval_split))
+            held_out = documents_from_lines(data.load_dataset(source, args.eval_split))
         elif args.eval_split and args.eval_split != args.split:
-            say(f"{args.corpus} has no '{args.eval_split}' split: holding out part of '{args.split}' instead")
+            say(f"{source} has no '{args.eval_split}' split: holding out part of '{args.split}' instead")
     else:
-        path = Path(args.corpus).expanduser()
+        path = Path(source).expanduser()
         if not path.is_file():
-            raise SystemExit(f"--corpus {args.corpus!r} is neither a dataset name ({', '.join(sorted(data.DATASETS))}) "
+            raise SystemExit(f"--corpus {source!r} is neither a dataset name ({', '.join(sorted(data.DATASETS))}) "
                              f"nor a text file")
         train, held_out = documents_from_lines(path.read_text(encoding="utf-8").splitlines()), None
     if args.max_documents:
@@ -81,10 +103,29 @@ def _documents(args, say):
     return train, held_out
 
 
+def _tokenizer(args, train_docs, say):
+    """The tokenizer and its vocab.txt: a named vocab, a file, or train:N (lesson 01's trainer on the corpus)."""
+    from minibert import data
+    from minibert.tokenizer import WordPieceTokenizer, train_wordpiece
+
+    if args.vocab.startswith("train:"):
+        size = args.vocab.removeprefix("train:")
+        if not size.isdigit():
+            raise SystemExit(f"--vocab train:N wants a vocabulary size, e.g. train:8192, got {args.vocab!r}")
+        tokenizer = train_wordpiece([s for doc in train_docs for s in doc], int(size), lowercase=not args.cased,
+                                    min_frequency=args.vocab_min_frequency)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        vocab = tokenizer.save_vocab(Path(args.out) / "vocab.txt")
+        say(f"vocab: {len(tokenizer):,} WordPiece tokens trained on the training documents (lesson 01's trainer, "
+            f"pairs seen at least {args.vocab_min_frequency} times), saved to {vocab}")
+        return tokenizer, vocab
+    vocab = data.vocab_file(args.vocab) if args.vocab in data.VOCABS else Path(args.vocab)
+    return WordPieceTokenizer.from_vocab_file(vocab, lowercase=not args.cased), vocab
+
+
 def _pretrain(args) -> int:
     import torch
 
-    from minibert import data
     from minibert.model import BertConfig, BertForPreTraining
     from minibert.pretraining import (
         Trainer,
@@ -96,13 +137,13 @@ def _pretrain(args) -> int:
     )
     from minibert.pretraining_data import PretrainingDataset
     from minibert.runtime import seed_everything
-    from minibert.tokenizer import WordPieceTokenizer
 
     rank, world_size, _ = init_distributed()
     say = print if rank == 0 else (lambda *a, **k: None)
-    vocab = data.vocab_file(args.vocab) if args.vocab in data.VOCABS else Path(args.vocab)
-    tokenizer = WordPieceTokenizer.from_vocab_file(vocab, lowercase=not args.cased)
     train_docs, held_out = _documents(args, say)
+    if args.resume and args.vocab.startswith("train:") and (Path(args.out) / "vocab.txt").is_file():
+        args.vocab = str(Path(args.out) / "vocab.txt")  # the vocab this run trained when it started
+    tokenizer, vocab = _tokenizer(args, train_docs, say)
     overrides = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_id, **_parse_overrides(args.set)}
     if Path(args.config).is_file():
         config = BertConfig(**{**BertConfig.from_json_file(args.config).to_dict(), **overrides})
@@ -114,10 +155,12 @@ def _pretrain(args) -> int:
     seed_everything(args.seed)
     model = BertForPreTraining(config)
     train = PretrainingDataset(train_docs, tokenizer, args.seq_len, seed=args.seed, whole_word=args.whole_word,
-                               static_masking=args.static_masking)
+                               static_masking=args.static_masking, dupe_factor=args.dupe_factor,
+                               mlm_probability=args.mask_prob)
     evaluation = None
     if held_out:
-        held = PretrainingDataset(held_out, tokenizer, args.seq_len, seed=args.seed + 1, static_masking=True)
+        held = PretrainingDataset(held_out, tokenizer, args.seq_len, seed=args.seed + 1, static_masking=True,
+                                  mlm_probability=args.mask_prob)
         evaluation = lambda m: evaluate_pretraining(m, held, args.batch_size, max_batches=args.eval_batches)
     say(f"{len(train_docs)} documents, {train.pairs.corpus.num_tokens:,} tokens, {len(train):,} pairs of at most "
         f"{args.seq_len} tokens; model {args.config}: {model.num_parameters() / 1e6:.1f}M parameters; "
@@ -127,9 +170,17 @@ def _pretrain(args) -> int:
                          clip_grad_norm=args.clip if args.clip > 0 else None, precision=args.precision,
                          device=args.device, seed=args.seed, log_every=args.log_every,
                          eval_every=args.eval_every or args.max_steps, save_every=args.save_every, out_dir=args.out,
+                         keep_checkpoints=args.keep_checkpoints,
                          num_workers=args.num_workers, progress=not args.no_progress,
                          extra={"argv": vars(args) | {"run": None}})
-    trainer = Trainer(model, train, cfg, eval_fn=evaluation, vocab_file=vocab)
+    callbacks = []
+    if args.stop_after:
+        def stop_after(trainer, record):  # as Ctrl-C: a checkpoint, then stop; the schedule stays --max-steps's
+            if trainer.step >= args.stop_after:
+                raise KeyboardInterrupt
+
+        callbacks.append(stop_after)
+    trainer = Trainer(model, train, cfg, eval_fn=evaluation, vocab_file=vocab, callbacks=callbacks)
     resume = None
     if args.resume:
         resume = latest_checkpoint(args.out)
@@ -144,7 +195,8 @@ def _pretrain(args) -> int:
             import matplotlib
 
             matplotlib.use("Agg")
-            ax = plot_loss_curve(history, title=f"Pre-training loss, {args.config} on {Path(args.corpus).name}")
+            corpus = Path(args.corpus[0]).name + (f" and {len(args.corpus) - 1} more" if len(args.corpus) > 1 else "")
+            ax = plot_loss_curve(history, title=f"Pre-training loss, {args.config} on {corpus}")
             ax.figure.savefig(out / "loss_curve.png", dpi=120, bbox_inches="tight")
         logs = [r for r in history if "loss" in r]
         if logs:
@@ -165,6 +217,10 @@ def _pretrain(args) -> int:
         say(f"checkpoint: {trainer.last_checkpoint}  (loads in transformers.BertForPreTraining.from_pretrained)")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    if args.stop_after and trainer.step >= args.stop_after:
+        say(f"stopped after step {trainer.step}, as --stop-after asked (the schedule is that of --max-steps "
+            f"{args.max_steps}); --resume goes on")
+        return 0
     return 130 if trainer.interrupted else 0
 
 
@@ -177,20 +233,30 @@ def _add_pretrain(sub) -> None:
                    "config.json (default: mini)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a BertConfig field, e.g. --set hidden_size=64 (repeatable)")
-    p.add_argument("--corpus", default="wikitext-2", help="a dataset name (wikitext-2, wikitext-103, "
-                   "bert-sample-text...) or a text file with blank lines between documents (default: wikitext-2)")
+    p.add_argument("--corpus", nargs="+", default=["wikitext-2"], help="a dataset name (wikitext-2, wikitext-103, "
+                   "bert-sample-text...) or a text file with blank lines between documents (default: wikitext-2); "
+                   "or several name:split (any dataset, labels dropped: sst2:train) and files, mixed, each holding out "
+                   "its last --eval-fraction of documents")
     p.add_argument("--split", default="train", help="the dataset split to train on (default: train)")
     p.add_argument("--eval-split", default="validation", help="held-out split of a named dataset (default: "
                    "validation); text files hold out their last --eval-fraction of documents")
     p.add_argument("--eval-fraction", type=float, default=0.05)
     p.add_argument("--eval-batches", type=int, default=50, help="at most this many held-out batches per evaluation")
     p.add_argument("--max-documents", type=int, default=None, help="train on the first N documents only")
-    p.add_argument("--vocab", default="bert-base-uncased", help="bert-base-uncased, bert-base-chinese or a vocab.txt")
+    p.add_argument("--vocab", default="bert-base-uncased", help="bert-base-uncased, bert-base-chinese, a vocab.txt, "
+                   "or train:N to train N WordPiece tokens on the corpus with lesson 01's trainer")
+    p.add_argument("--vocab-min-frequency", type=int, default=60, help="with --vocab train:N, merge only pairs seen "
+                   "this often (WordPiece's score favours rare pairs; on a small corpus they fill the vocab)")
+    p.add_argument("--dupe-factor", type=int, default=1, help="pair the corpus this many times, each time with other "
+                   "pairs and random sentences (Google's dupe_factor)")
+    p.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens to predict (BERT: 0.15)")
     p.add_argument("--cased", action="store_true", help="do not lowercase (for cased vocabularies)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32, help="per process and micro-batch")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this many steps, "
+                   "keeping the schedule of --max-steps: run the first part of a long recipe, --resume the rest")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--warmup-steps", type=int, default=None, help="default: 10%% of --max-steps")
     p.add_argument("--weight-decay", type=float, default=0.01)
@@ -203,6 +269,8 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=None, help="default: at the end only")
     p.add_argument("--save-every", type=int, default=None, help="default: at the end (and on Ctrl-C) only")
+    p.add_argument("--keep-checkpoints", type=int, default=2, help="how many checkpoint-* folders to keep (the "
+                   "newest; default 2)")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default="runs/pretrain", help="the run folder: checkpoints, history.json, loss_curve.png")
@@ -212,14 +280,13 @@ def _add_pretrain(sub) -> None:
 
 # ------------------------------------------------------------------------------------------ finetune
 
-# quick mode: slices that train in seconds on a laptop CPU (train records, held-out records), by task kind, and for
-# CMRC2018, whose long contexts (one token per character) give four windows per question
-QUICK_LIMITS = {"classification": (2000, 500), "ner": (1000, 300), "qa": (1000, 300), "cmrc2018": (300, 100)}
 
 
 def _finetune(args) -> int:
     from minibert import data
+    from minibert.course_bert import resolve_start
     from minibert.finetuning import (
+        QUICK_LIMITS,
         TASKS,
         baseline_metrics,
         encode_task,
@@ -234,8 +301,13 @@ def _finetune(args) -> int:
 
     task = TASKS[args.task]
     quick = is_quick() if args.quick is None else args.quick
-    source = args.source
+    try:
+        source = resolve_start(args.source)  # "course" and "random:course": the shipped checkpoint's folder
+    except FileNotFoundError as e:
+        raise SystemExit(f"minibert finetune: {e}") from None
     folder = None if source.startswith("random:") or not Path(source).expanduser().is_dir() else Path(source)
+    if folder is None and source.startswith("random:") and Path(source.removeprefix("random:")).is_file():
+        folder = Path(source.removeprefix("random:")).parent  # a config.json: its folder's vocab.txt, if any
     if args.vocab:
         vocab = data.vocab_file(args.vocab) if args.vocab in data.VOCABS else Path(args.vocab)
     elif folder is not None and (folder / "vocab.txt").is_file():
@@ -304,9 +376,9 @@ def _add_finetune(sub) -> None:
                                    "each epoch, the best weights kept, and the dev metrics printed at the end.")
     p.add_argument("task", choices=sorted(TASKS), help="the task (its dataset comes from minibert.data)")
     p.add_argument("--from", dest="source", required=True, metavar="CHECKPOINT",
-                   help="a checkpoint folder (e.g. from `python -m minibert pretrain`), a hub name such as "
-                        "bert-base-uncased (online), or random:PRESET (random:tiny, random:mini...) for a randomly "
-                        "initialised encoder")
+                   help="course (the course's own small BERT, shipped with minibert), a checkpoint folder (e.g. from "
+                        "`python -m minibert pretrain`), a hub name such as bert-base-uncased (online), or "
+                        "random:PRESET (random:course, random:tiny, random:mini...) for a randomly initialised encoder")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="quick", action="store_true", default=None,
                       help="small slices (the default without a GPU)")

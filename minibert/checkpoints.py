@@ -162,7 +162,12 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def resolve_folder(name_or_folder: str | Path) -> Path:
-    """A local folder as it is; anything else is a hub name, downloaded (once, then cached) by huggingface_hub."""
+    """A local folder as it is; "course" the course's shipped small BERT; anything else is a hub name, downloaded
+    (once, then cached) by huggingface_hub."""
+    if str(name_or_folder) == "course":
+        from minibert.course_bert import course_folder
+
+        return course_folder()
     path = Path(name_or_folder).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

@@ -46,6 +46,7 @@ from minibert.finetuning_data import (
     prepare_qa_features,
 )
 from minibert.model import IGNORE_INDEX, BertConfig, BertModel, init_weights
+from minibert.runtime import seed_everything
 
 # ---------------------------------------------------------------------------------------------------- heads
 
@@ -521,6 +522,11 @@ TASKS = {t.name: t for t in [
 ]}
 
 
+# quick mode: slices that train in seconds on a laptop CPU (train records, held-out records), by task kind, and for
+# CMRC2018, whose long contexts (one token per character) give four windows per question
+QUICK_LIMITS = {"classification": (2000, 500), "ner": (1000, 300), "qa": (1000, 300), "cmrc2018": (300, 100)}
+
+
 def task_records(task: Task | str, seed: int = 0, held_out_fraction: float = 0.2, say=print,
                  only_split: str | None = None):
     """(train records, held-out records) of a task: its train and validation splits. When one of them is not
@@ -578,8 +584,12 @@ def encode_task(task: Task, records, tokenizer, labels, max_length: int = 128, s
 
 def model_for_task(task: Task, source: str, tokenizer, labels=None, feature_based: bool = False,
                    last_n_layers: int = 1, overrides: dict | None = None, verbose: bool = True):
-    """The task's model from `source`: a checkpoint folder, a hub name, or "random:PRESET" (tiny, mini... or a
-    config.json) for a randomly initialised encoder sized for `tokenizer`'s vocab."""
+    """The task's model from `source`: a checkpoint folder, a hub name, "course" (the course's shipped small BERT), or
+    "random:PRESET" (tiny, mini..., a config.json, or "random:course": the course BERT's configuration) for a randomly
+    initialised encoder sized for `tokenizer`'s vocab."""
+    from minibert.course_bert import resolve_start
+
+    source = resolve_start(str(source))
     cls = {"classification": BertForSequenceClassification, "ner": BertForTokenClassification,
            "qa": BertForQuestionAnswering}[task.kind]
     options = {"feature_based": feature_based}
@@ -601,7 +611,7 @@ def model_for_task(task: Task, source: str, tokenizer, labels=None, feature_base
 
 def compare_starts(task: Task, train: TaskDataset, held_out: TaskDataset, tokenizer, starts: dict,
                    labels=None, epochs: float = 3, batch_size: int = 32, seed: int = 0, device=None,
-                   say=print) -> dict:
+                   say=print, progress: bool = True) -> dict:
     """Fine-tune one task from several starting encoders on the same data: the full-mode comparison of lessons 07-10.
 
     starts: {name: (source, options)}. source is what `model_for_task` takes ("random:mini", a checkpoint folder as a
@@ -619,6 +629,7 @@ def compare_starts(task: Task, train: TaskDataset, held_out: TaskDataset, tokeni
             say(f"{name}: no checkpoint found, skipped")
             continue
         try:
+            seed_everything(seed)  # each start's random weights and head are the same whichever starts came before
             model = model_for_task(task, str(source), tokenizer, labels=labels, **options)
         except (OSError, ValueError) as e:  # FileNotFoundError and the hub's errors are OSErrors
             why = str(e) if len(str(e)) <= 150 else str(e)[:150] + "..."
@@ -627,8 +638,8 @@ def compare_starts(task: Task, train: TaskDataset, held_out: TaskDataset, tokeni
             continue
         if device is not None:
             model = model.to(device)
-        result = finetune(model, train, held_out, TrainingConfig(lr=lr, batch_size=batch_size, seed=seed),
-                          epochs=epochs)
+        config = TrainingConfig(lr=lr, batch_size=batch_size, seed=seed, progress=progress)
+        result = finetune(model, train, held_out, config, epochs=epochs)
         scores = "  ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items() if k != "loss")
         say(f"{name}: {scores}")
         done[name] = (result, model.eval())

@@ -27,7 +27,9 @@ Two departures from Google's script, both to keep the labels honest: (1) Google 
 sentence NotNext and may draw the "random" document 10 times and then give up and use the same one; here the coin
 is tossed first (exactly 50% IsNext in expectation), a one-sentence IsNext chunk is cut at a random token, and the
 random document is drawn from the *other* documents only. (2) Google picks the target length once per duplicate of
-the corpus and masks once per duplicate (`dupe_factor=10`); we pick the pairs once and draw masks per epoch.
+the corpus and masks once per duplicate (`dupe_factor=10`); we draw masks per epoch, and pick the pairs once, or
+`dupe_factor` times (each time with other targets, cuts and random sentences, seeds seed + 7919 k) on a small corpus
+whose pairs would otherwise repeat every epoch and be memorised by NSP (the course recipe uses 5).
 
 What it leaves out: packing several examples into one row, RoBERTa's FULL-SENTENCES format without NSP, span
 masking (SpanBERT), and streaming corpora too large for memory (WikiText-103's 100M tokens take ~400 MB as int32).
@@ -319,6 +321,16 @@ def create_pairs(corpus: TokenizedCorpus, max_length: int = 128, seed: int = 0, 
                  torch.tensor(docs, dtype=torch.int64).view(-1, 2))
 
 
+def concat_pairs(parts: Sequence[Pairs]) -> Pairs:
+    """Several `Pairs` of the same corpus as one (the pairs of each part, one part after the other)."""
+    if len(parts) == 1:
+        return parts[0]
+    if any(p.corpus is not parts[0].corpus for p in parts):
+        raise ValueError("concat_pairs joins pairs of one corpus only")
+    return Pairs(parts[0].corpus, torch.cat([p.spans for p in parts]), torch.cat([p.nsp_labels for p in parts]),
+                 torch.cat([p.documents for p in parts]))
+
+
 # ------------------------------------------------------------------------------------------ masked language model
 
 
@@ -403,10 +415,19 @@ class PretrainingDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, documents, tokenizer, max_length: int = 128, seed: int = 0, mlm_probability: float = 0.15,
-                 short_seq_prob: float = 0.1, whole_word: bool = False, static_masking: bool = False):
+                 short_seq_prob: float = 0.1, whole_word: bool = False, static_masking: bool = False,
+                 dupe_factor: int = 1):
         self.vocab = vocab_info(tokenizer)
         corpus = documents if isinstance(documents, TokenizedCorpus) else tokenize_documents(documents, tokenizer)
-        self.pairs = create_pairs(corpus, max_length, seed, short_seq_prob)
+        if not isinstance(dupe_factor, int) or dupe_factor < 1:
+            raise ValueError(f"dupe_factor must be a positive int (how many times the corpus is paired, each time "
+                             f"with other pairs), got {dupe_factor!r}")
+        if not 0.0 < mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must be between 0 and 1 (BERT: 0.15), got {mlm_probability!r}")
+        # dupe_factor > 1: the corpus is paired that many times, each time with other cuts and other random B
+        # sentences (Google's dupe_factor); a small corpus then gives NSP many different pairs to learn from
+        self.pairs = concat_pairs([create_pairs(corpus, max_length, seed + 7919 * k, short_seq_prob)
+                                   for k in range(dupe_factor)])
         if len(self.pairs) == 0:
             raise ValueError("the corpus gave no sentence pairs: it needs sentences of at least 2 tokens")
         self.max_length, self.seed, self.mlm_probability = max_length, seed, mlm_probability

@@ -538,3 +538,8 @@ def test_compare_starts_trains_every_available_start_and_says_why_others_did_not
     assert mismatch and "Offline?" not in mismatch[0], said
     with pytest.raises(KeyError, match="lr"):
         compare_starts(TASKS["sst2"], train, held, tok, {"random": ("random:tiny", {})}, labels=["a", "b"])
+    # each start is seeded: its result does not depend on the starts that ran before it
+    alone = compare_starts(TASKS["sst2"], train, held, tok, {"random": starts["random"]},
+                           labels=["negative", "positive"], epochs=1, batch_size=16, say=said.append)
+    losses = lambda result: [r["loss"] for r in result.history if "loss" in r]
+    assert losses(alone["random"][0]) == losses(done["random"][0])

@@ -140,6 +140,20 @@ def test_the_same_seed_gives_the_same_examples(corpus, tok):
         assert all(torch.equal(a[i][k], b[i][k]) for k in a[i])
 
 
+def test_dupe_factor_pairs_the_corpus_again_with_other_pairs(corpus, tok):
+    once = PretrainingDataset(corpus, tok, max_length=64, seed=3)
+    three = PretrainingDataset(corpus, tok, max_length=64, seed=3, dupe_factor=3)
+    n = len(once)
+    assert torch.equal(three.pairs.spans[:n], once.pairs.spans)  # the first copy is the plain dataset
+    assert 2.8 * n < len(three) < 3.2 * n
+    second = three.pairs.spans[n:2 * n]
+    assert (second[:, 2] != once.pairs.spans[: len(second), 2]).float().mean() > 0.5  # other B sentences
+    assert abs(three.pairs.nsp_labels.float().mean().item() - 0.5) < 0.03
+    for bad in (dict(dupe_factor=0), dict(dupe_factor=1.5), dict(mlm_probability=0.0), dict(mlm_probability=1.2)):
+        with pytest.raises(ValueError, match="dupe_factor|mlm_probability"):
+            PretrainingDataset(corpus, tok, max_length=64, **bad)
+
+
 def test_nsp_pairs_are_half_is_next_and_not_next_comes_from_another_document(corpus):
     token_doc_starts = corpus.sentence_starts[corpus.document_starts]  # (n_docs + 1,) token offset of each document
     labels = []

@@ -77,7 +77,7 @@ def test_notebook_conventions(path):
                 assert not any(o.get("output_type") == "error" for o in cell.outputs), cell.source[:60]
 
 
-PLOT_HELPERS = {"plot_loss_curve"}  # minibert's own plotting functions: each sets a title and axis labels
+PLOT_HELPERS = {"plot_loss_curve", "plot_crossover"}  # minibert's own plotting functions: each sets a title and axis labels
 
 
 def _functions(nb) -> dict[str, str]:

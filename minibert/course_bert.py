@@ -84,8 +84,7 @@ def split_held_out(corpora: dict[str, list], fraction: float = HELD_OUT_FRACTION
     Returns (training documents, held-out documents), each corpus after the other."""
     train, held = [], []
     for docs in corpora.values():
-        n = round(len(docs) * fraction) if len(docs) >= 3 else 0
-        n = max(1, n) if len(docs) >= 3 and fraction > 0 else n
+        n = max(1, round(len(docs) * fraction)) if len(docs) >= 3 and fraction > 0 else 0
         train += docs[:len(docs) - n]
         held += docs[len(docs) - n:]
     return train, held
@@ -122,17 +121,17 @@ def quick_task_data(task, tokenizer, max_length: int | None = None):
     return train, held, labels
 
 
-def random_vs_course(task, feature_based: bool = False, epochs: float | None = None, data=None, say=print) -> dict:
+def random_vs_course(task, feature_based: bool = False, epochs: float | None = None, say=print) -> dict:
     """Quick mode's comparison in lessons 07-10: the course BERT's architecture from random weights
     ("random:course") and from the shipped checkpoint ("course"), fine-tuned alike (QUICK_FINETUNING, seed 0) on
-    the task's quick slices (or `data` = (train, held_out, labels) encoded with the course vocab).
+    the task's quick slices.
     feature_based=True adds both starts with the encoder frozen. Returns {start name: held-out metrics}, with the
     task's baseline (majority class, all O, empty answer) under "baseline"."""
     from minibert.finetuning import baseline_metrics, compare_starts
     from minibert.tokenizer import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer.from_vocab_file(course_folder() / "vocab.txt")
-    train, held, labels = data or quick_task_data(task, tokenizer)
+    train, held, labels = quick_task_data(task, tokenizer)
     lr = QUICK_FINETUNING["lr"]
     starts = {"random weights": ("random:course", dict(lr=lr)), "course BERT": (COURSE_NAME, dict(lr=lr))}
     if feature_based:

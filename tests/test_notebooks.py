@@ -77,7 +77,8 @@ def test_notebook_conventions(path):
                 assert not any(o.get("output_type") == "error" for o in cell.outputs), cell.source[:60]
 
 
-PLOT_HELPERS = {"plot_loss_curve", "plot_crossover"}  # minibert's own plotting functions: each sets a title and axis labels
+# minibert's own plotting functions: each sets a title and axis labels
+PLOT_HELPERS = {"plot_loss_curve", "plot_crossover"}
 
 
 def _functions(nb) -> dict[str, str]:

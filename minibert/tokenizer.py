@@ -12,6 +12,7 @@ What it does:
   by the pair itself so the same corpus always gives the same vocab. Vocabs are saved in BERT's `vocab.txt` format.
 - `.fast`: the same tokenizer as a Rust `tokenizers.Tokenizer`, which `encode_batch` uses. It gives the same ids,
   tokens and offsets as the pure-Python encoder (the tests check it on every line of the course's corpora).
+  `encode_batch` first replaces lone surrogates, which Rust cannot take, by U+FFFD: normalization drops both.
 
     tok = WordPieceTokenizer.from_vocab_file(vocab_file("bert-base-uncased"))
     tok.tokenize("Tokenizers are fun!")   # ['token', '##izer', '##s', 'are', 'fun', '!']
@@ -241,6 +242,21 @@ _CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), ("
             (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
 
+# A lone surrogate (a code point from U+D800 to U+DFFF, e.g. from `bytes.decode(errors="surrogateescape")`, or from
+# JSON's "\ud83d" escape without its partner) is allowed in a Python str but has no UTF-8 form, so the Rust
+# tokenizer refuses the whole text with a TypeError.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, before it goes to the Rust tokenizer.
+
+    Normalization drops both (a surrogate is a control character, category Cs; U+FFFD marks broken bytes), and each
+    surrogate becomes exactly one character, so the fast path gives the same tokens and the same offsets as `encode`.
+    """
+    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
+
+
 def _check_text(text, name: str) -> None:
     if not isinstance(text, str):
         hint = " To encode several texts at once, use encode_batch(texts)." if isinstance(text, (list, tuple)) else ""
@@ -464,6 +480,7 @@ class WordPieceTokenizer:
         """Encode many texts (or pairs) at once with the fast Rust tokenizer: same results as `encode`, faster.
 
         `padding=True`/'longest' pads every encoding to the longest of the batch, 'max_length' to max_length.
+        Lone surrogates are dropped, as `encode` drops them (see `replace_lone_surrogates`).
         """
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
             raise TypeError(f"texts must be a list of str, got {type(texts).__name__}. For one text use encode(text).")
@@ -478,7 +495,9 @@ class WordPieceTokenizer:
         mode = _padding_mode(padding, max_length)
         self._check_max_length(max_length, pairs is not None, add_special_tokens)
         fast = self._fast_with(max_length, mode)
-        inputs = list(texts) if pairs is None else list(zip(texts, pairs))
+        texts = [replace_lone_surrogates(t) for t in texts]
+        pairs = None if pairs is None else [replace_lone_surrogates(t) for t in pairs]
+        inputs = texts if pairs is None else list(zip(texts, pairs))
         return [_FastEncoding(e) for e in fast.encode_batch(inputs, add_special_tokens=add_special_tokens)]
 
     # ------------------------------------------------------------------ decoding

@@ -175,6 +175,31 @@ def test_hard_cases_and_random_strings(vocab, lowercase, strip_accents, chinese_
         assert_same(tok.encode(a, b), e, f"pair {a[:30]!r} / {b[:30]!r}")
 
 
+# lone surrogates: between letters, inside a word, alone, around spaces, next to CJK, a special token, accents, an
+# emoji and punctuation, and the two halves of an emoji written as separate code points
+SURROGATE_CASES = ["a\ud800b", "a \ud800 b", "hello\udfffworld", "\ud800", "\udc00\ud800", "x\ud83d\ude00y",
+                   "Héllo\udc80 wörld", "\ud800中b", "[MASK]\udbffx", "a😀\udc00b", "don\udfff't", "\ud800 \ud800"]
+
+
+@pytest.mark.parametrize("which", ["uncased", "chinese"])
+def test_lone_surrogates_fast_path_like_encode(which, request):
+    """The Rust tokenizer cannot take a lone surrogate (no UTF-8 form); `encode` drops it like U+FFFD, and
+    `encode_batch` must give the same ids and offsets, alone, in a batch with ordinary text, and in pairs."""
+    tok, _ = request.getfixturevalue(which)
+    for text in SURROGATE_CASES:  # dropped exactly as U+FFFD is, character for character (so offsets match too)
+        as_fffd = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+        assert tok.encode(text) == tok.encode(as_fffd), repr(text)
+    assert tok.encode("hello\udfffworld").offsets[1:3] == [(0, 5), (6, 11)]  # one word, the surrogate skipped
+    for text in SURROGATE_CASES + ["a\ufffdb", "x\ufffd\ufffdy"]:
+        assert_same(tok.encode_batch([text])[0], tok.encode(text), f"alone {text!r}")
+    mixed = ["The Eiffel Tower, in Paris.", *SURROGATE_CASES, "naïve café", "a\ufffdb", "", "北京"]
+    for text, fast in zip(mixed, tok.encode_batch(mixed)):
+        assert_same(fast, tok.encode(text), f"in a batch {text!r}")
+    for (a, b), fast in zip(zip(mixed, mixed[::-1]), tok.encode_batch(mixed, mixed[::-1], max_length=12,
+                                                                         padding="max_length")):
+        assert_same(fast, tok.encode(a, b, max_length=12, padding="max_length"), f"pair {a!r} / {b!r}")
+
+
 def test_what_bert_does_to_words(uncased):
     tok, _ = uncased
     assert tok.tokenize("Hello, World!") == ["hello", ",", "world", "!"]

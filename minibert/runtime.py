@@ -8,6 +8,8 @@ What it does:
 - `is_quick()` is the one switch for scale: quick mode (tiny sizes, seconds on a laptop CPU) is the default without a
   GPU and whenever `MINIBERT_QUICK=1`; `MINIBERT_QUICK=0` forces full mode.
 - `setup(seed)` does all of the above for a lesson's settings cell and returns a `Settings` record.
+- `environment_report()`: versions and hardware (`python -m minibert info`), with a warning when `MINIBERT_DATA` is
+  set but is not a folder holding the course's datasets (`data_dir_problem()`).
 
 What it leaves out: multi-GPU setup (see `minibert.pretraining` for DistributedDataParallel) and TPUs.
 """
@@ -162,8 +164,54 @@ def setup(seed: int = 0, verbose: bool = True) -> Settings:
     return settings
 
 
+def _expected_data_files() -> list[str]:
+    """The files that `minibert.data` looks for under MINIBERT_DATA: every dataset's local files and the vocabs."""
+    from minibert.data import DATASETS, VOCABS
+
+    return [f for spec in DATASETS.values() for f in spec.local.values()] + [f"{m}/vocab.txt" for m in VOCABS]
+
+
+def _holds_any(folder, files) -> bool:
+    """Is at least one of `files` (paths relative to `folder`) a file there? Unreadable folders hold nothing."""
+    try:
+        return any((folder / f).is_file() for f in files)
+    except OSError:
+        return False
+
+
+def data_dir_problem() -> str | None:
+    """What is wrong with MINIBERT_DATA, in a sentence, or None when it is unset or holds some of the datasets.
+
+    `minibert.data` reads a dataset from MINIBERT_DATA only if its file is there (`sst-2/dev.tsv`, ...) and quietly
+    downloads it otherwise, so a mistyped folder would go unnoticed until a download fails or takes minutes.
+    """
+    from pathlib import Path
+
+    from minibert.data import ENV_VAR, data_dir
+
+    root = data_dir()
+    if root is None:
+        return None
+    path = Path(root).expanduser()
+    expected = _expected_data_files()
+    fix = "datasets will be downloaded instead (unset it, or point it at the folder holding the datasets)"
+    if not os.path.exists(path):  # os.path never raises, Path.exists can (a folder we may not enter)
+        return f"{ENV_VAR}={root} does not exist: {fix}"
+    if not os.path.isdir(path):
+        return f"{ENV_VAR}={root} is a file, not a folder: {fix}"
+    if _holds_any(path, expected):
+        return None
+    try:
+        inside = [p for p in sorted(path.iterdir()) if _holds_any(p, expected)]
+    except OSError:  # a folder we may not list
+        inside = []
+    hint = f"; did you mean {ENV_VAR}={inside[0]}?" if inside else ""
+    return (f"{ENV_VAR}={root} holds none of the course's datasets (such as {expected[0]} or {expected[-1]}): "
+            f"{fix}{hint}")
+
+
 def environment_report() -> dict[str, str]:
-    """Versions and hardware, for lesson 00 and for bug reports."""
+    """Versions and hardware, for lesson 00 and for bug reports; a "warning" when MINIBERT_DATA is not usable."""
     import importlib.metadata as md
 
     report = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
@@ -175,4 +223,7 @@ def environment_report() -> dict[str, str]:
             report[pkg] = "not installed"
     if torch.cuda.is_available():
         report["gpu"] = torch.cuda.get_device_name(0)
+    problem = data_dir_problem()
+    if problem is not None:
+        report["warning"] = problem
     return report

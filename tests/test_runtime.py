@@ -1,4 +1,7 @@
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -97,3 +100,45 @@ def test_setup_reports_and_picks(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "mode:      quick" in out and "device:" in out and "precision:" in out
     assert settings.pick(quick=1, full=2) == 1 and settings.seed == 7
+
+
+def test_environment_report_warns_when_minibert_data_does_not_exist(monkeypatch, tmp_path):
+    missing = tmp_path / "no-such-folder"
+    monkeypatch.setenv("MINIBERT_DATA", str(missing))
+    warning = runtime.environment_report()["warning"]
+    assert warning.startswith(f"MINIBERT_DATA={missing} does not exist: datasets will be downloaded instead")
+    assert "unset it, or point it at the folder holding the datasets" in warning
+
+
+def test_environment_report_warns_when_minibert_data_is_a_file(monkeypatch, tmp_path):
+    a_file = tmp_path / "dev.tsv"
+    a_file.write_text("sentence\tlabel\n")
+    monkeypatch.setenv("MINIBERT_DATA", str(a_file))
+    assert "is a file, not a folder" in runtime.environment_report()["warning"]
+
+
+def test_environment_report_warns_when_minibert_data_holds_no_dataset(monkeypatch, tmp_path):
+    """A folder that holds none of the files minibert.data looks for; a copy one level down is pointed out."""
+    (tmp_path / "sst2").mkdir()  # not the course's layout (sst-2/dev.tsv)
+    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))
+    warning = runtime.environment_report()["warning"]
+    assert "holds none of the course's datasets" in warning and "did you mean" not in warning
+    (tmp_path / "data" / "sst-2").mkdir(parents=True)
+    (tmp_path / "data" / "sst-2" / "dev.tsv").write_text("sentence\tlabel\n")
+    assert f"did you mean MINIBERT_DATA={tmp_path / 'data'}?" in runtime.environment_report()["warning"]
+
+
+def test_environment_report_is_quiet_when_minibert_data_is_fine_or_unset(monkeypatch, tmp_path):
+    (tmp_path / "sst-2").mkdir()
+    (tmp_path / "sst-2" / "dev.tsv").write_text("sentence\tlabel\n")  # one dataset is enough: the rest downloads
+    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))
+    assert "warning" not in runtime.environment_report()
+    monkeypatch.delenv("MINIBERT_DATA")
+    assert "warning" not in runtime.environment_report()
+
+
+def test_minibert_info_prints_the_warning(tmp_path):
+    env = {**os.environ, "MINIBERT_DATA": str(tmp_path / "missing"), "MINIBERT_QUICK": "1"}
+    out = subprocess.run([sys.executable, "-m", "minibert", "info"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert f"warning:      MINIBERT_DATA={tmp_path / 'missing'} does not exist" in out

@@ -46,7 +46,8 @@ def test_editing_an_exercise_by_hand_is_caught(tmp_path, monkeypatch, capsys):
     exercise = tmp_path / "exercises" / "00_start_here.ipynb"
     nb = json.loads(exercise.read_text(encoding="utf-8"))
     stub = next(c for c in nb["cells"] if "NotImplementedError" in "".join(c["source"]))
-    stub["source"] = "".join(stub["source"]).replace("raise NotImplementedError()", "return x.softmax(dim)")
+    stub["source"] = re.sub(r"raise NotImplementedError\(.*\)", "return x.softmax(dim)", "".join(stub["source"]))
+    assert "return x.softmax(dim)" in stub["source"]
     exercise.write_text(json.dumps(nb, indent=1), encoding="utf-8")
     assert make_exercises.main(["--check"]) == 1
     assert "00_start_here.ipynb differs" in capsys.readouterr().err
@@ -55,8 +56,46 @@ def test_editing_an_exercise_by_hand_is_caught(tmp_path, monkeypatch, capsys):
 def test_exercises_hold_stubs_and_no_solution(tmp_path):
     for solution in SOLUTIONS:
         text = make_exercises.exercise_from_solution(solution)
-        assert "raise NotImplementedError()" in text, f"{solution.name} has no BEGIN/END SOLUTION region"
+        assert "raise NotImplementedError(" in text, f"{solution.name} has no BEGIN/END SOLUTION region"
+        assert "raise NotImplementedError()" not in text, f"{solution.name}: a stub says nothing about what to do"
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+
+
+def test_a_stub_names_its_function_and_says_what_to_do():
+    nb = nbformat.reads(make_exercises.exercise_from_solution(ROOT / "solutions" / "03_attention.ipynb"), as_version=4)
+    cell = next(c.source for c in nb.cells if c.source.startswith("def split_heads("))
+    assert 'raise NotImplementedError("write split_heads here, then run this cell and the checker below")' in cell
+    nb = nbformat.reads(make_exercises.exercise_from_solution(ROOT / "solutions" / "04_encoder.ipynb"), as_version=4)
+    cell = next(c.source for c in nb.cells if c.source.startswith("class EncoderBlock("))
+    assert 'NotImplementedError("write EncoderBlock.__init__ here,' in cell
+    assert 'NotImplementedError("write EncoderBlock.forward here,' in cell
+
+
+def test_a_stub_is_named_after_the_function_that_encloses_it():
+    source = "\n".join([
+        "def outer(x):",
+        "    def helper():",
+        "        return 1",
+        "    if x:",
+        "        # YOUR CODE HERE",
+        "        raise NotImplementedError()",
+        "class Model:",
+        "    @staticmethod",
+        "    def step(x):",
+        "        for _ in x:",
+        "            raise NotImplementedError()",
+        "raise NotImplementedError()",
+    ])
+    stubs = [line.strip() for line in make_exercises.stub_with_message(source).split("\n") if "raise" in line]
+    assert stubs == [
+        'raise NotImplementedError("write outer here, then run this cell and the checker below")',
+        'raise NotImplementedError("write Model.step here, then run this cell and the checker below")',
+        'raise NotImplementedError("write your code here, then run this cell and the checker below")',
+    ]
+    name = "a" * 45  # too long for the whole message within ruff's line length, not for the shorter one
+    stub = make_exercises.stub_with_message(f"def {name}():\n    raise NotImplementedError()").split("\n")[1]
+    assert stub == f'    raise NotImplementedError("write {name} here, then run the checker below")'
+    assert len(stub) <= make_exercises.MAX_LINE
 
 
 @pytest.mark.parametrize("path", LESSONS + SOLUTIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -113,24 +152,39 @@ def test_every_figure_has_a_title_and_axis_labels(path):
         assert figures, "the lesson imports matplotlib but its stored outputs hold no figure"
 
 
-def run_notebook(path: Path):
+def run_notebook(path: Path, allow_errors: bool = False):
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=allow_errors,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb
+
+
+def is_checker_cell(cell) -> bool:
+    return cell.cell_type == "code" and "check_" in cell.source and "import" not in cell.source
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
 def test_solutions_pass_their_checkers_and_exercises_fail_them(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIBERT_QUICK", "1")
     nb = run_notebook(path)
-    checks = [c for c in nb.cells if c.cell_type == "code" and "check_" in c.source and "import" not in c.source]
+    checks = [c for c in nb.cells if is_checker_cell(c)]
     assert checks, "a solution notebook calls at least one checker"
     for cell in checks:
         assert "✓" in "".join(o.get("text", "") for o in cell.outputs), f"checker did not pass: {cell.source!r}"
-    exercise = tmp_path / path.name
-    exercise.write_text(make_exercises.exercise_from_solution(path), encoding="utf-8")
+    # the exercise, up to its last checker: every checker fails on its stub, in one line that names the function
+    exercise = nbformat.reads(make_exercises.exercise_from_solution(path), as_version=4)
+    last_check = max(i for i, c in enumerate(exercise.cells) if is_checker_cell(c))
+    exercise.cells = exercise.cells[:last_check + 1]
+    nbformat.write(exercise, tmp_path / path.name)
     with pytest.raises(CellExecutionError, match="NotImplementedError"):
-        run_notebook(exercise)
+        run_notebook(tmp_path / path.name)
+    exercise = run_notebook(tmp_path / path.name, allow_errors=True)
+    for cell in (c for c in exercise.cells if is_checker_cell(c)):
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert len(errors) == 1 and errors[0].ename == "NotWrittenYet", f"{cell.source!r}: {cell.outputs}"
+        assert len(errors[0].traceback) == 1, f"{cell.source!r} shows a traceback: {errors[0].traceback}"
+        assert "is not written yet" in errors[0].traceback[0], errors[0].traceback
+        assert "✓" not in "".join(o.get("text", "") for o in cell.outputs)
 
 
 def test_changing_a_stored_output_makes_nbval_fail(tmp_path):

@@ -2,18 +2,71 @@
 
 A checker runs the learner's function on inputs it makes, compares with the package's own implementation, and
 either prints a short "looks right" line or raises `CheckFailed` saying what differs first (a shape, the first
-mismatching value or token) without printing the expected answer in full.
+mismatching value or token) without printing the expected answer in full. Given an exercise's stub, a function that
+still raises NotImplementedError itself, it raises `NotWrittenYet`, which Jupyter shows as one line naming the
+function (every checker is decorated with `reports_stubs`).
 
 What it leaves out: grading and scores (teachers can use nbgrader on the same notebooks for that).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
 
 class CheckFailed(AssertionError):
     """The learner's code gives a different result; the message says where it first differs."""
+
+
+class NotWrittenYet(CheckFailed, NotImplementedError):
+    """The learner's function is still the exercise's stub: it raises NotImplementedError itself.
+
+    Still a failure (the cell stops, "Run All" stops there), but shown as one line, not as a traceback through the
+    checker's code, which would only hide what to do.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show instead of the traceback."""
+        return [f"✗ {self}"]
+
+
+def _stub_name(error: NotImplementedError, learner) -> str | None:
+    """The name of the learner's function (or method) that raised `error` itself, or None if it came from elsewhere
+    (from torch, say, or from code the learner's function calls): only a stub is reported as not written yet."""
+    tb = error.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if isinstance(learner, type):  # the methods the learner's class defines (not those it inherits)
+        methods = {name: getattr(value, "__func__", value) for name, value in vars(learner).items()}
+        owners = {f.__code__: f"{learner.__name__}.{name}" for name, f in methods.items() if hasattr(f, "__code__")}
+        return owners.get(code)
+    return getattr(learner, "__name__", "your function") if code is getattr(learner, "__code__", None) else None
+
+
+def reports_stubs(check: Callable) -> Callable:
+    """Decorate a checker `check(learner, ...)`: when `learner`, a function or a class, is still an exercise's stub
+    (it raises NotImplementedError itself), raise `NotWrittenYet` with one line naming it, not the stub's traceback."""
+
+    @functools.wraps(check)
+    def run(learner, *args, **kwargs):
+        try:
+            return check(learner, *args, **kwargs)
+        except NotImplementedError as error:
+            if isinstance(error, NotWrittenYet):
+                raise
+            name = _stub_name(error, learner)
+            if name is None:
+                raise
+            raise NotWrittenYet(f"{name} is not written yet: it still raises NotImplementedError. Replace that line "
+                                f"with your code, run its cell, then run this checker again.") from None
+
+    return run
 
 
 def passed(what: str) -> None:

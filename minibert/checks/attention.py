@@ -11,7 +11,7 @@ import math
 import torch
 
 from minibert.attention import causal_mask, merge_heads, padding_mask, scaled_dot_product_attention, split_heads
-from minibert.checks import CheckFailed, compare_tensors, passed
+from minibert.checks import CheckFailed, compare_tensors, passed, reports_stubs
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -27,6 +27,7 @@ def _pair(result, name: str):
     return result
 
 
+@reports_stubs
 def check_scaled_dot_product_attention(fn) -> None:
     """Check `fn(q, k, v, mask=None) -> (output, weights)`.
 
@@ -85,6 +86,7 @@ def check_scaled_dot_product_attention(fn) -> None:
     passed("scaled_dot_product_attention")
 
 
+@reports_stubs
 def check_split_heads(fn) -> None:
     """Check `fn(x, n_heads) -> (B, h, T, d)` for x of shape (B, T, C), with d = C / n_heads.
 
@@ -103,6 +105,7 @@ def check_split_heads(fn) -> None:
     passed("split_heads")
 
 
+@reports_stubs
 def check_merge_heads(fn) -> None:
     """Check `fn(x) -> (B, T, C)` for x of shape (B, h, T, d), with C = h * d: the inverse of `split_heads`.
 

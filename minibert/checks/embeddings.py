@@ -10,10 +10,11 @@ import math
 
 import torch
 
-from minibert.checks import CheckFailed, compare_tensors, passed
+from minibert.checks import CheckFailed, compare_tensors, passed, reports_stubs
 from minibert.embeddings import BertEmbeddings, sinusoidal_position_encoding
 
 
+@reports_stubs
 def check_sinusoidal_position_encoding(fn) -> None:
     """Check `fn(max_len, dim) -> (max_len, dim)` for an even `dim`.
 
@@ -63,6 +64,7 @@ def _embeddings() -> BertEmbeddings:
     return emb.eval()
 
 
+@reports_stubs
 def check_embeddings(fn) -> None:
     """Check `fn(emb, input_ids, token_type_ids) -> (B, T, C)`.
 

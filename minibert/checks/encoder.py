@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minibert.attention import padding_mask
-from minibert.checks import CheckFailed, compare_tensors, passed
+from minibert.checks import CheckFailed, compare_tensors, passed, reports_stubs
 from minibert.model import BertConfig, EncoderLayer
 
 
@@ -62,6 +62,7 @@ def _copy_weights(reference: nn.Module, block: nn.Module) -> None:
                       f"weights.\n  expected (names or at least this order of shapes): {expected}\n  yours: {got}")
 
 
+@reports_stubs
 def check_encoder_block(cls_or_fn) -> None:
     """Check an encoder block, written either as a class or as a function.
 

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from minibert.checks import CheckFailed, passed
+from minibert.checks import CheckFailed, passed, reports_stubs
 from minibert.model import IGNORE_INDEX
 
 
@@ -70,6 +70,7 @@ def _mlm_hint(got: float, mlm_logits, mlm_labels) -> str:
     return ""
 
 
+@reports_stubs
 def check_pretraining_loss(pretraining_loss) -> None:
     """pretraining_loss(mlm_logits, nsp_logits, mlm_labels, nsp_labels) -> (loss, mlm_loss, nsp_loss)."""
     for seed, nsp in ((0, "mixed"), (1, "NotNext"), (2, "IsNext"), (3, "mixed")):

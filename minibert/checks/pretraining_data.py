@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from minibert.checks import CheckFailed, passed
+from minibert.checks import CheckFailed, passed, reports_stubs
 
 IGNORE_INDEX = -100
 
@@ -66,6 +66,7 @@ def _percent(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+@reports_stubs
 def check_masking(mask_tokens) -> None:
     """mask_tokens(input_ids (T,), special_ids, mask_id, vocab_size, generator) -> (masked_ids (T,), labels (T,))."""
     special_ids = torch.tensor(BERT_SPECIAL)

@@ -2,7 +2,7 @@
 
 Each checker runs the learner's function on many inputs, compares with `minibert.tokenizer`, and raises
 `CheckFailed` at the first input that differs, naming the input and the first differing piece (never the whole
-expected answer). A stub that raises NotImplementedError fails with that error.
+expected answer). A stub that still raises NotImplementedError fails with `NotWrittenYet`, a one-line message.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 import random
 
 from minibert import tokenizer as reference
-from minibert.checks import CheckFailed, compare_sequences, passed
+from minibert.checks import CheckFailed, compare_sequences, passed, reports_stubs
 
 # A toy vocab where greedy longest-match has choices to make: "unaffable" is una ##ff ##able (longest first), not
 # un ##aff ##able, and "unx" is [UNK] although "un" matches.
@@ -31,6 +31,7 @@ def _number(name: str, value) -> float:
         raise CheckFailed(f"{name}: expected a number, got {type(value).__name__}.") from None
 
 
+@reports_stubs
 def check_pair_score(pair_score) -> None:
     """pair_score(freq_ab, freq_a, freq_b) must be freq_ab / (freq_a * freq_b) on several counts."""
     cases = [(1, 1, 1), (2, 4, 6), (5, 10, 5), (3, 7, 11), (120, 400, 300), (1, 1000, 2000), (7, 7, 9)]
@@ -80,6 +81,7 @@ def _compare_word(encode_word, word: str, vocab: dict) -> None:
         raise CheckFailed(" ".join([str(e)] + hints)) from None
 
 
+@reports_stubs
 def check_encode_word(encode_word, n_random_words: int = 300) -> None:
     """encode_word(word, vocab) must split words exactly as BERT's greedy longest-match-first WordPiece does."""
     for word in TOY_WORDS:

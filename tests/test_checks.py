@@ -1,0 +1,118 @@
+"""What every checker of `minibert.checks` does with an exercise's stub: one line naming the function, and a failure.
+
+(Each checker's comparisons and hints are tested with its lesson's module: test_attention.py, test_model.py...)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch.nn as nn
+
+from minibert.checks import CheckFailed, NotWrittenYet
+from minibert.checks.attention import check_merge_heads, check_scaled_dot_product_attention, check_split_heads
+from minibert.checks.embeddings import check_embeddings, check_sinusoidal_position_encoding
+from minibert.checks.encoder import check_encoder_block
+from minibert.checks.finetuning import (
+    check_align_labels,
+    check_best_span,
+    check_classification_head,
+    check_pair_encoding,
+)
+from minibert.checks.pretraining import check_pretraining_loss
+from minibert.checks.pretraining_data import check_masking
+from minibert.checks.start_here import check_softmax
+from minibert.checks.wordpiece import check_encode_word, check_pair_score
+from minibert.finetuning import BertForSequenceClassification
+from minibert.model import EncoderLayer
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_CHECKERS = [check_softmax, check_pair_score, check_encode_word, check_sinusoidal_position_encoding,
+                     check_embeddings, check_scaled_dot_product_attention, check_split_heads, check_merge_heads,
+                     check_encoder_block, check_masking, check_pretraining_loss, check_pair_encoding,
+                     check_align_labels, check_best_span]
+CLASS_CHECKERS = [check_encoder_block, check_classification_head]
+
+
+def _load_make_exercises():
+    spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "scripts" / "make_exercises.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _assert_one_line_naming(error: NotWrittenYet, name: str) -> None:
+    assert isinstance(error, CheckFailed) and isinstance(error, NotImplementedError)  # a failure, of a stub
+    assert str(error).startswith(f"{name} is not written yet:"), str(error)
+    assert "\n" not in str(error)
+    rendered = error._render_traceback_()  # what Jupyter shows instead of a traceback
+    assert len(rendered) == 1 and name in rendered[0] and "\n" not in rendered[0]
+    assert error.__cause__ is None and error.__suppress_context__  # no chained traceback either
+
+
+@pytest.mark.parametrize("check", FUNCTION_CHECKERS, ids=lambda f: f.__name__)
+def test_a_function_that_is_still_a_stub_gets_one_line_naming_it(check, capsys):
+    def my_function(*args, **kwargs):
+        raise NotImplementedError("write my_function here, then run this cell and the checker below")
+
+    with pytest.raises(NotWrittenYet) as failed:
+        check(my_function)
+    _assert_one_line_naming(failed.value, "my_function")
+    assert "✓" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check", CLASS_CHECKERS, ids=lambda f: f.__name__)
+def test_a_class_whose_init_is_still_a_stub_gets_one_line_naming_it(check, capsys):
+    class MyModel(nn.Module):
+        def __init__(self, config, *args):
+            super().__init__()
+            raise NotImplementedError()  # nbgrader's own stub, without a message, is recognised too
+
+    with pytest.raises(NotWrittenYet) as failed:
+        check(MyModel)
+    _assert_one_line_naming(failed.value, "MyModel.__init__")
+    assert "✓" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check, parts", [(check_encoder_block, EncoderLayer),
+                                          (check_classification_head, BertForSequenceClassification)],
+                         ids=["check_encoder_block", "check_classification_head"])
+def test_a_class_whose_forward_is_still_a_stub_gets_one_line_naming_it(check, parts, capsys):
+    class MyModel(parts):  # __init__ written (the package's), forward not yet
+        def forward(self, *args, **kwargs):
+            raise NotImplementedError("write MyModel.forward here, then run this cell and the checker below")
+
+    with pytest.raises(NotWrittenYet) as failed:
+        check(MyModel)
+    _assert_one_line_naming(failed.value, "MyModel.forward")
+    assert "✓" not in capsys.readouterr().out
+
+
+def test_a_not_implemented_error_from_elsewhere_keeps_its_traceback():
+    """Only the learner's own function raising NotImplementedError is a stub; from code it calls, it is a real error."""
+    def helper(x, dim):
+        raise NotImplementedError("this operation is not implemented for this dtype")
+
+    def softmax(x, dim=-1):
+        return helper(x, dim)
+
+    with pytest.raises(NotImplementedError, match="not implemented for this dtype") as failed:
+        check_softmax(softmax)
+    assert not isinstance(failed.value, NotWrittenYet)
+
+
+def test_the_generated_stub_of_an_exercise_fails_its_checker_in_one_line():
+    make_exercises = _load_make_exercises()
+    text = make_exercises.exercise_from_solution(ROOT / "solutions" / "03_attention.ipynb")
+    cells = [c.source for c in nbformat.reads(text, as_version=4).cells if c.cell_type == "code"]
+    namespace: dict = {}
+    exec(next(c for c in cells if c.startswith("import math")), namespace)  # the exercise's imports
+    exec(next(c for c in cells if c.startswith("def split_heads(")), namespace)  # the stub, as generated
+    with pytest.raises(NotImplementedError, match="write split_heads here"):
+        namespace["split_heads"](None, 2)  # called outside a checker, the stub says what to do
+    with pytest.raises(NotWrittenYet) as failed:
+        check_split_heads(namespace["split_heads"])
+    _assert_one_line_naming(failed.value, "split_heads")

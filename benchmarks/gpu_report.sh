@@ -19,7 +19,8 @@
 # Writes OUT_DIR/gpu_report.log (everything printed), OUT_DIR/history.json and OUT_DIR/loss_curve.png of the recipe
 # run (the checkpoints stay in $RUN_DIR). Without the package installed it runs from the source tree (PYTHONPATH=.):
 # torch, tokenizers, safetensors, tqdm, matplotlib and transformers must be importable.
-# SMOKE=1 runs every part on the CPU with a tiny model in about 15 seconds, to check the script itself (the tests do).
+# SMOKE=1 runs every part on the CPU with a tiny model in about 15 seconds, to check the script itself (the tests do;
+# SMOKE_LOG_EVERY=1 logs and evaluates every step).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-runs/gpu_report}}
@@ -31,8 +32,8 @@ PY=${PYTHON:-python3}
 
 if [[ ${SMOKE:-0} == 1 ]]; then
     speed_runs=("--config tiny --batch 8 --steps 2 --warmup 1 --device cpu")
-    recipe=(--config tiny --batch-size 8 --max-steps ${SMOKE_STEPS:-20} --eval-every 10 --eval-batches 2
-            --log-every 10 --num-workers 2 --device cpu)
+    recipe=(--config tiny --batch-size 8 --max-steps ${SMOKE_STEPS:-20} --eval-every ${SMOKE_LOG_EVERY:-10} --eval-batches 2
+            --log-every ${SMOKE_LOG_EVERY:-10} --num-workers 2 --device cpu)
     RECIPE_SECONDS=${RECIPE_SECONDS_SMOKE:-60}
 else
     speed_runs=("--config mini --batch 128 --steps 50 --warmup 10 --dtype bf16"

@@ -20,9 +20,26 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import statistics
 from pathlib import Path
+
+
+def _at_least(low):
+    """An argparse type: an int >= low, with a message naming the bound (--batch-size 0 fails here, not later)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+positive = _at_least(1)
 
 
 def _info(args) -> int:
@@ -39,16 +56,40 @@ def _info(args) -> int:
 
 def _parse_overrides(items: list[str]) -> dict:
     """["hidden_size=64", "hidden_dropout_prob=0.0"] -> {"hidden_size": 64, "hidden_dropout_prob": 0.0}."""
+    from dataclasses import fields
+
+    from minibert.model import BertConfig
+
+    known = [f.name for f in fields(BertConfig)]
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep:
-            raise SystemExit(f"--set expects key=value (a BertConfig field), got {item!r}")
+            raise SystemExit(f"--set expects key=value (a BertConfig field), got {item!r}; e.g. --set hidden_size=64")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise SystemExit(f"--set {item}: BertConfig has no field {key!r}"
+                             + (f"; did you mean --set {close[0]}={value}?" if close else f"; its fields: "
+                                f"{', '.join(known)}"))
         try:
-            overrides[key.strip()] = json.loads(value)
+            overrides[key] = json.loads(value)
         except json.JSONDecodeError:
-            overrides[key.strip()] = value
+            overrides[key] = value
     return overrides
+
+
+def _bert_config(args, overrides: dict):
+    """--config: a preset name or a config.json, with the --set overrides; a misspelled name is one line."""
+    from minibert.model import PRESETS, BertConfig
+
+    if Path(args.config).is_file():
+        return BertConfig(**{**BertConfig.from_json_file(args.config).to_dict(), **overrides})
+    if args.config not in PRESETS:
+        close = difflib.get_close_matches(args.config, list(PRESETS), n=1)
+        raise SystemExit(f"--config {args.config!r} is neither a preset ({', '.join(PRESETS)}) nor a config.json "
+                         f"file" + (f"; did you mean --config {close[0]}?" if close else ""))
+    return BertConfig.preset(args.config, **overrides)
 
 
 def _documents(args, say):
@@ -72,7 +113,12 @@ def _documents(args, say):
             corpora[source] = unlabelled_documents(name, split)
         if args.max_documents:
             corpora = {k: v[:args.max_documents] for k, v in corpora.items()}
+        corpora = {k: _cut(v, args) for k, v in corpora.items()}
         train, held_out = split_held_out(corpora, args.eval_fraction)
+        train = _enough_documents(train, " ".join(corpus))
+        if len(held_out) < 2:
+            say(f"{len(held_out)} held-out document(s): no held-out evaluation (next-sentence pairs need 2)")
+            held_out = []
         say("corpus: " + ", ".join(f"{k} ({len(v):,} documents)" for k, v in corpora.items())
             + f"; {args.eval_fraction:.0%} of each held out")
         return train, held_out or None
@@ -94,6 +140,7 @@ def _documents(args, say):
         train, held_out = documents_from_lines(path.read_text(encoding="utf-8").splitlines()), None
     if args.max_documents:
         train = train[:args.max_documents]
+    train = _enough_documents(_cut(train, args), source)
     if held_out is None and args.eval_fraction > 0:
         n = max(2, round(len(train) * args.eval_fraction))  # NSP needs two documents
         if len(train) - n >= 2:
@@ -101,6 +148,22 @@ def _documents(args, say):
         else:
             say(f"only {len(train)} documents: no held-out evaluation (it needs 2 besides 2 for training)")
     return train, held_out
+
+
+def _cut(documents: list[list[str]], args) -> list[list[str]]:
+    """--sentences-per-document N: one long text (zh-wiki-sample) -> documents that NSP can pair across."""
+    n = args.sentences_per_document
+    return [doc[i:i + n] for doc in documents for i in range(0, len(doc), n)] if n else documents
+
+
+def _enough_documents(train: list[list[str]], source: str) -> list[list[str]]:
+    if not train:
+        raise SystemExit(f"--corpus {source}: it holds no text (no non-empty line): nothing to pre-train on")
+    if len(train) < 2:
+        raise SystemExit(f"--corpus {source} gives one training document ({len(train[0]):,} sentences), and "
+                         f"next-sentence prediction needs two (NotNext takes sentence B from another document). Cut "
+                         f"it with --sentences-per-document 20, or separate its documents with blank lines")
+    return train
 
 
 def _tokenizer(args, train_docs, say):
@@ -126,7 +189,7 @@ def _tokenizer(args, train_docs, say):
 def _pretrain(args) -> int:
     import torch
 
-    from minibert.model import BertConfig, BertForPreTraining
+    from minibert.model import BertForPreTraining
     from minibert.pretraining import (
         Trainer,
         TrainingConfig,
@@ -138,6 +201,7 @@ def _pretrain(args) -> int:
     from minibert.pretraining_data import PretrainingDataset
     from minibert.runtime import seed_everything
 
+    _bert_config(args, _parse_overrides(args.set))  # a misspelled --config or --set fails now, not after the data
     rank, world_size, _ = init_distributed()
     say = print if rank == 0 else (lambda *a, **k: None)
     train_docs, held_out = _documents(args, say)
@@ -145,18 +209,19 @@ def _pretrain(args) -> int:
         args.vocab = str(Path(args.out) / "vocab.txt")  # the vocab this run trained when it started
     tokenizer, vocab = _tokenizer(args, train_docs, say)
     overrides = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_id, **_parse_overrides(args.set)}
-    if Path(args.config).is_file():
-        config = BertConfig(**{**BertConfig.from_json_file(args.config).to_dict(), **overrides})
-    else:
-        config = BertConfig.preset(args.config, **overrides)
+    config = _bert_config(args, overrides)
     if args.seq_len > config.max_position_embeddings:
-        raise SystemExit(f"--seq-len {args.seq_len} is longer than max_position_embeddings="
-                         f"{config.max_position_embeddings}")
+        raise SystemExit(f"--seq-len {args.seq_len} is longer than the model's {config.max_position_embeddings} "
+                         f"positions: pass --seq-len {config.max_position_embeddings} or less, or give the model more "
+                         f"positions with --set max_position_embeddings={args.seq_len}")
     seed_everything(args.seed)
     model = BertForPreTraining(config)
-    train = PretrainingDataset(train_docs, tokenizer, args.seq_len, seed=args.seed, whole_word=args.whole_word,
-                               static_masking=args.static_masking, dupe_factor=args.dupe_factor,
-                               mlm_probability=args.mask_prob)
+    try:
+        train = PretrainingDataset(train_docs, tokenizer, args.seq_len, seed=args.seed, whole_word=args.whole_word,
+                                   static_masking=args.static_masking, dupe_factor=args.dupe_factor,
+                                   mlm_probability=args.mask_prob)
+    except ValueError as e:  # no pairs, a vocabulary without [MASK]...: the data's fault, said in the data's words
+        raise SystemExit(f"minibert pretrain: {e}") from None
     evaluation = None
     if held_out:
         held = PretrainingDataset(held_out, tokenizer, args.seq_len, seed=args.seed + 1, static_masking=True,
@@ -241,24 +306,29 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--eval-split", default="validation", help="held-out split of a named dataset (default: "
                    "validation); text files hold out their last --eval-fraction of documents")
     p.add_argument("--eval-fraction", type=float, default=0.05)
-    p.add_argument("--eval-batches", type=int, default=50, help="at most this many held-out batches per evaluation")
-    p.add_argument("--max-documents", type=int, default=None, help="train on the first N documents only")
+    p.add_argument("--eval-batches", type=positive, default=50,
+                   help="at most this many held-out batches per evaluation")
+    p.add_argument("--max-documents", type=positive, default=None, help="train on the first N documents only")
+    p.add_argument("--sentences-per-document", type=positive, default=None, help="cut documents into documents of N "
+                   "sentences (for a corpus that is one long text, such as zh-wiki-sample: NSP needs two documents)")
     p.add_argument("--vocab", default="bert-base-uncased", help="bert-base-uncased, bert-base-chinese, a vocab.txt, "
                    "or train:N to train N WordPiece tokens on the corpus with lesson 01's trainer")
-    p.add_argument("--vocab-min-frequency", type=int, default=60, help="with --vocab train:N, merge only pairs seen "
+    p.add_argument("--vocab-min-frequency", type=positive, default=60,
+                   help="with --vocab train:N, merge only pairs seen "
                    "this often (WordPiece's score favours rare pairs; on a small corpus they fill the vocab)")
-    p.add_argument("--dupe-factor", type=int, default=1, help="pair the corpus this many times, each time with other "
+    p.add_argument("--dupe-factor", type=positive, default=1,
+                   help="pair the corpus this many times, each time with other "
                    "pairs and random sentences (Google's dupe_factor)")
     p.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens to predict (BERT: 0.15)")
     p.add_argument("--cased", action="store_true", help="do not lowercase (for cased vocabularies)")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=32, help="per process and micro-batch")
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=1000)
-    p.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this many steps, "
+    p.add_argument("--seq-len", type=positive, default=128)
+    p.add_argument("--batch-size", type=positive, default=32, help="per process and micro-batch")
+    p.add_argument("--grad-accum", type=positive, default=1)
+    p.add_argument("--max-steps", type=positive, default=1000)
+    p.add_argument("--stop-after", type=positive, default=None, help="stop (with a checkpoint) after this many steps, "
                    "keeping the schedule of --max-steps: run the first part of a long recipe, --resume the rest")
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--warmup-steps", type=int, default=None, help="default: 10%% of --max-steps")
+    p.add_argument("--warmup-steps", type=_at_least(0), default=None, help="default: 10%% of --max-steps")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--clip", type=float, default=1.0, help="gradient clipping norm (0: none)")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default=None, help="default: the best here")
@@ -266,12 +336,13 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--whole-word", action="store_true", help="whole-word masking")
     p.add_argument("--static-masking", action="store_true", help="the same masks every epoch")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--eval-every", type=int, default=None, help="default: at the end only")
-    p.add_argument("--save-every", type=int, default=None, help="default: at the end (and on Ctrl-C) only")
-    p.add_argument("--keep-checkpoints", type=int, default=2, help="how many checkpoint-* folders to keep (the "
+    p.add_argument("--log-every", type=positive, default=10)
+    p.add_argument("--eval-every", type=positive, default=None, help="default: at the end only")
+    p.add_argument("--save-every", type=positive, default=None, help="default: at the end (and on Ctrl-C) only")
+    p.add_argument("--keep-checkpoints", type=_at_least(0), default=2,
+                   help="how many checkpoint-* folders to keep (the "
                    "newest; default 2)")
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=_at_least(0), default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default="runs/pretrain", help="the run folder: checkpoints, history.json, loss_curve.png")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
@@ -334,6 +405,11 @@ def _finetune(args) -> int:
     stride = args.stride or (128 if not quick else 64)
     train = encode_task(task, train_records, tokenizer, labels, max_length, stride, training=True)
     held_out = encode_task(task, eval_records, tokenizer, labels, max_length, stride, training=False)
+    for name, dataset, records in (("training", train, train_records), ("held-out", held_out, eval_records)):
+        if len(dataset) == 0:
+            raise SystemExit(f"minibert finetune {task.name}: no {name} example is left out of {len(records)} records "
+                             f"(at --max-length {max_length}, every answer may fall outside the window): raise "
+                             f"--max-length or the limits")
     hidden = model.config.hidden_size
     # small encoders (tiny, mini) take larger steps, and quick mode's few hundred steps larger ones still
     lr = args.lr or (1e-3 if args.feature_based or (quick and hidden <= 256) else 1e-4 if hidden <= 256 else 5e-5)
@@ -387,30 +463,32 @@ def _add_finetune(sub) -> None:
                    "checkpoint's vocab.txt, else the task's vocab)")
     p.add_argument("--cased", action="store_true", help="do not lowercase (for cased vocabularies)")
     p.add_argument("--epochs", type=float, default=None, help="default: 2 in quick mode, 3 in full mode")
-    p.add_argument("--max-steps", type=int, default=None, help="train this many steps instead of --epochs")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-steps", type=positive, default=None, help="train this many steps instead of --epochs")
+    p.add_argument("--batch-size", type=positive, default=32)
     p.add_argument("--lr", type=float, default=None, help="default: 5e-5; for hidden size <= 256 (tiny, mini) 1e-4, "
                    "or 1e-3 in quick mode; 1e-3 feature-based")
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-length", type=int, default=None, help="tokens per example (default 128; QA 384, quick 192)")
-    p.add_argument("--stride", type=int, default=None, help="QA: tokens shared by consecutive windows (default 128; "
+    p.add_argument("--max-length", type=positive, default=None,
+                   help="tokens per example (default 128; QA 384, quick 192)")
+    p.add_argument("--stride", type=positive, default=None,
+                   help="QA: tokens shared by consecutive windows (default 128; "
                    "quick 64)")
-    p.add_argument("--train-limit", type=int, default=None, help="train on the first N examples")
-    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N examples")
+    p.add_argument("--train-limit", type=positive, default=None, help="train on the first N examples")
+    p.add_argument("--eval-limit", type=positive, default=None, help="evaluate on the first N examples")
     p.add_argument("--feature-based", action="store_true", help="freeze the encoder, train the head only")
-    p.add_argument("--last-n-layers", type=int, default=1, help="NER/QA: concatenate the last N hidden layers "
+    p.add_argument("--last-n-layers", type=positive, default=1, help="NER/QA: concatenate the last N hidden layers "
                    "(4 as in the BERT paper's feature-based NER)")
     p.add_argument("--metric", default=None, help="the held-out metric that picks the best weights (default: "
                    "accuracy, F1 for MRPC, NER and QA)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="random:PRESET only: override a BertConfig field, e.g. --set num_hidden_layers=1")
-    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: one epoch)")
+    p.add_argument("--eval-every", type=positive, default=None, help="steps between evaluations (default: one epoch)")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default=None, help="default: the best here")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--log-every", type=positive, default=10)
+    p.add_argument("--num-workers", type=_at_least(0), default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default=None, help="run folder: best/ (the best weights), the last checkpoint and "
                    "metrics.json (default: runs/finetune-TASK)")
@@ -427,7 +505,39 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "finetune" and args.out is None:
         args.out = f"runs/finetune-{args.task}"
-    return args.run(args)
+    if args.command == "finetune" and args.epochs is not None and args.epochs <= 0:
+        parser.error(f"argument --epochs: must be more than 0, got {args.epochs:g}")
+    from minibert.checkpoints import CheckpointMismatchError, UnreadableCheckpointError
+    from minibert.data import DatasetUnavailableError
+    from minibert.pretraining import ResumeMismatchError
+
+    try:
+        return args.run(args)
+    except ResumeMismatchError as e:  # name the flags to type, not the TrainingConfig fields
+        raise SystemExit(f"minibert {args.command} --resume: {_resume_advice(e)}") from None
+    except (UnreadableCheckpointError, CheckpointMismatchError, DatasetUnavailableError) as e:
+        raise SystemExit(f"minibert {args.command}: {e}") from None
+
+
+FLAGS = {"batch_size": "--batch-size", "grad_accum_steps": "--grad-accum", "lr": "--lr", "seed": "--seed",
+         "weight_decay": "--weight-decay", "warmup_steps": "--warmup-steps", "vocab_file": "--vocab"}
+
+
+def _resume_advice(e) -> str:
+    """The run's own flags, to type again: '--lr 0.002 --batch-size 64 (given: --lr 0.001 --batch-size 32)'."""
+    differences = {key: (then, now) for key, then, now in e.differences}
+    if "model.vocab_size" in differences:  # one --vocab, with the sizes: the vocabulary is one setting
+        sizes = differences.pop("model.vocab_size")
+        then, now = differences.pop("vocab_file", ("a vocabulary", "another"))
+        differences["vocab_file"] = tuple(f"{name} ({size:,} tokens)" for name, size in zip((then, now), sizes))
+    run, given = [], []
+    for key, (then, now) in differences.items():
+        flag = FLAGS.get(key) or (f"--set {key.removeprefix('model.')}=" if key.startswith("model.") else key)
+        sep = "" if flag.endswith("=") else " "
+        run.append(f"{flag}{sep}{then}")
+        given.append(f"{flag}{sep}{now}")
+    return (f"{e.folder} was trained with {' '.join(run)}, not {' '.join(given)}. Resume with the run's own "
+            f"settings, or pass another --out to start a new run")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ What it does:
   checked against the config, and any missing, unexpected or wrongly shaped weight is a `CheckpointMismatchError`
   that lists them all. Old names (LayerNorm gamma/beta) and saved buffers are handled; the tied MLM decoder is
   checked to really be the word embeddings.
-- `read_weights(folder)`: model.safetensors or pytorch_model.bin, sharded or not. `resolve_folder(name)`: a local
+- `read_weights(folder)`: model.safetensors or pytorch_model.bin, sharded or not; a truncated or corrupt file is an
+  `UnreadableCheckpointError` that names it and the earlier checkpoints beside it. `resolve_folder(name)`: a local
   folder, or a hub name downloaded once by `huggingface_hub`, with an error that says what to do offline.
 
 `BertModel.from_pretrained` / `save_pretrained` (minibert.model) and the task heads (minibert.finetuning) use these.
@@ -43,6 +44,28 @@ class CheckpointMismatchError(ValueError):
                 more = [f"  ... and {len(items) - 30} more"] if len(items) > 30 else []
                 parts += [f"{len(items)} {title}:", *shown, *more]
         super().__init__("\n".join(parts + ([hint] if hint else [])))
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint file that is there but cannot be read (truncated by a full disk or a killed copy, or not the
+    format its name says). The message names the file and the checkpoints beside it that can be used instead."""
+
+
+def unreadable_file(path: Path, error: Exception) -> UnreadableCheckpointError:
+    """The error for a file that failed to load: which file, what the loader said, and what to use instead."""
+    path, folder = Path(path), Path(path).parent
+    step = folder.name.split("-")[-1]
+    others = sorted((p for p in folder.parent.glob("checkpoint-*")
+                     if p != folder and p.is_dir() and p.name.split("-")[-1].isdigit()),
+                    key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    detail = " ".join(str(error).split())[:200] or type(error).__name__
+    if others and folder.name.startswith("checkpoint-") and step.isdigit():
+        hint = (f"Use an earlier checkpoint: {', '.join(str(p) for p in others[:3])} (to resume from it, move "
+                f"{folder} out of the run folder first; resuming takes the latest one)")
+    else:
+        hint = "Copy or download the folder again, or save it again from the model that wrote it"
+    return UnreadableCheckpointError(f"{path} is truncated or corrupt and cannot be read ({type(error).__name__}: "
+                                     f"{detail}). {hint}.")
 
 
 def hf_names(config: BertConfig, with_heads: bool) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -148,15 +171,21 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     def load_bin(path):
         return torch.load(path, map_location="cpu", weights_only=True)
 
+    def read(path: Path, load) -> dict:
+        try:
+            return dict(load(str(path)))
+        except Exception as e:  # safetensors, torch's zip reader and pickle each fail in their own words
+            raise unreadable_file(path, e) from e
+
     for name, load in (("model.safetensors", load_file), ("pytorch_model.bin", load_bin)):
         if (folder / name).is_file():
-            return dict(load(str(folder / name)))
+            return read(folder / name, load)
         index = folder / f"{name}.index.json"
         if index.is_file():
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
             sd = {}
             for shard in shards:
-                sd.update(load(str(folder / shard)))
+                sd.update(read(folder / shard, load))
             return sd
     raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
 

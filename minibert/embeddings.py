@@ -77,6 +77,9 @@ class BertEmbeddings(nn.Module):
         if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
             raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
         T, max_T = input_ids.size(1), self.position_embeddings.num_embeddings
+        if T == 0:
+            raise ValueError(f"input_ids has no tokens (shape {tuple(input_ids.shape)}): every sequence needs at least "
+                             f"[CLS] and [SEP]; encode text with the tokenizer, which adds them")
         if T > max_T:
             raise ValueError(f"sequence length {T} is longer than max_position_embeddings={max_T}: "
                              f"truncate the input to at most {max_T} tokens")

@@ -45,7 +45,7 @@ from minibert.finetuning_data import (
     postprocess_qa,
     prepare_qa_features,
 )
-from minibert.model import IGNORE_INDEX, BertConfig, BertModel, init_weights
+from minibert.model import IGNORE_INDEX, BertConfig, BertModel, check_labels, init_weights
 from minibert.runtime import seed_everything
 
 # ---------------------------------------------------------------------------------------------------- heads
@@ -262,7 +262,10 @@ class BertForSequenceClassification(_TaskModel):
         """labels (B,): class ids. loss: mean cross-entropy."""
         _, pooled = self._encode(input_ids, token_type_ids, attention_mask)  # (B, C)
         logits = self.classifier(self.dropout(pooled))  # (B, K)
-        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        loss = None
+        if labels is not None:
+            check_labels("labels", labels, self.num_labels, f"this head has {self.num_labels} classes")
+            loss = F.cross_entropy(logits.float(), labels)
         return TaskOutput(logits, loss)
 
 
@@ -286,6 +289,7 @@ class BertForTokenClassification(_TaskModel):
         logits = self.classifier(self.dropout(h))  # (B, T, K)
         loss = None
         if labels is not None:
+            check_labels("labels", labels, self.num_labels, f"this head has {self.num_labels} labels")
             scored = labels != IGNORE_INDEX  # (B, T)
             loss = (F.cross_entropy(logits[scored].float(), labels[scored]) if scored.any()
                     else logits.sum() * 0.0)
@@ -311,6 +315,8 @@ class BertForQuestionAnswering(_TaskModel):
         start_logits, end_logits = self.qa_outputs(self.dropout(h)).unbind(-1)  # (B, T) each
         loss = None
         if start_positions is not None and end_positions is not None:
+            for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+                check_labels(name, positions, input_ids.size(1), f"token positions in windows of {input_ids.size(1)}")
             loss = (F.cross_entropy(start_logits.float(), start_positions)
                     + F.cross_entropy(end_logits.float(), end_positions)) / 2
         return QAOutput(start_logits, end_logits, loss)
@@ -394,6 +400,9 @@ def predicted_word_tags(dataset: TaskDataset, logits) -> list[list[str]]:
 def baseline_metrics(dataset: TaskDataset, train: TaskDataset | None = None) -> dict[str, float]:
     """What a model that learned nothing scores: the most frequent label of `train` (else of `dataset`) for every
     sentence; 'O' for every word; the empty answer for every question."""
+    if len(dataset) == 0 or (train is not None and len(train) == 0):
+        raise ValueError(f"baseline_metrics got an empty {'held-out' if len(dataset) == 0 else 'training'} dataset: "
+                         f"there is nothing to score (check the limits and filters that built it)")
     if dataset.task == "classification":
         labels = [it["labels"] for it in (train or dataset).items]
         majority = max(sorted(set(labels)), key=labels.count)

@@ -33,10 +33,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minibert.attention import MultiHeadSelfAttention, padding_mask
-from minibert.checkpoints import from_hf_state_dict, read_weights, resolve_folder, to_hf_state_dict
+from minibert.checkpoints import from_hf_state_dict, read_weights, resolve_folder, to_hf_state_dict, unreadable_file
 from minibert.embeddings import BertEmbeddings
 
 IGNORE_INDEX = -100  # label of the positions that the MLM loss skips (not masked), as in PyTorch's cross_entropy
+
+
+def check_labels(name: str, labels: torch.Tensor, num_classes: int, what: str) -> None:
+    """Labels outside 0..num_classes-1 (IGNORE_INDEX aside) make cross_entropy fail with an IndexError on a CPU and
+    a bare 'device-side assert' on a GPU: name the label and the range instead (one cheap min/max per batch)."""
+    scored = labels[labels != IGNORE_INDEX]
+    if scored.numel() == 0:
+        return
+    lo, hi = (int(m) for m in torch.aminmax(scored))
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{name} holds {lo if lo < 0 else hi}, outside 0..{num_classes - 1} ({what}); "
+                         f"labels must be class ids (or {IGNORE_INDEX} for positions that are not scored)")
 
 # ------------------------------------------------------------------------------------------------------ config
 
@@ -131,8 +143,14 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> BertConfig:
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:  # truncated, or not a config.json at all
+            raise unreadable_file(Path(path), e) from e
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} holds a JSON {type(d).__name__}, not the object of a BERT config.json")
+        return cls.from_dict(d)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -377,10 +395,12 @@ class BertForPreTraining(_Pretrained):
         nsp_logits = self.nsp_head(out.pooler_output)  # (B, 2)
         mlm_loss = nsp_loss = None
         if mlm_labels is not None:
+            check_labels("mlm_labels", targets, self.config.vocab_size, "the vocabulary's token ids")
             mlm_loss = F.cross_entropy(mlm_logits.float(), targets) if targets.numel() else mlm_logits.sum() * 0.0
         if nsp_labels is not None:
             if tuple(nsp_labels.shape) != (input_ids.size(0),):
                 raise ValueError(f"nsp_labels must have shape ({input_ids.size(0)},), got {tuple(nsp_labels.shape)}")
+            check_labels("nsp_labels", nsp_labels, 2, "0 = IsNext, 1 = NotNext")
             nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
         losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
         return PreTrainingOutput(mlm_logits, nsp_logits, sum(losses) if losses else None, mlm_loss, nsp_loss)

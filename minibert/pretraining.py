@@ -14,11 +14,14 @@ What it does:
 - Checkpoints: `checkpoint-<step>/` is a Hugging Face folder (`config.json`, `model.safetensors`, `vocab.txt`) that
   `transformers.BertForPreTraining.from_pretrained` loads, plus `trainer_state.pt` with the optimizer, scheduler,
   gradient scaler, step, data position and the random number generators of python, numpy and torch. Resuming
-  continues exactly where the run stopped: same batches, same masks, same dropout, same losses. A checkpoint is
-  written to a temporary folder, then renamed: a crash never leaves half a checkpoint.
+  continues exactly where the run stopped: same batches, same masks, same dropout, same losses; resuming with another
+  batch size, learning rate, seed, model or vocabulary is refused with the differences named, and another max_steps
+  is said and followed (the schedule of a run of that length). A checkpoint is written to a temporary folder, flushed
+  to the disk, then renamed: neither a crash nor a power cut leaves half a checkpoint, and a file that is corrupt all
+  the same is named in the error, with the earlier checkpoints to use instead.
 - Ctrl-C finishes the current step, saves a checkpoint and stops (press twice to stop at once). A NaN or infinite
-  loss stops training with an error that names the step, before the weights are touched; the last good checkpoint
-  stays as it was.
+  loss or gradient (checked with clipping on or off) stops training with an error that names the step, before the
+  weights are touched; the last good checkpoint stays as it was. An empty dataset is an error, not an endless loop.
 - Several GPUs (or CPU processes): under `torchrun`, each process trains on its own shard of the data
   (`DistributedSampler`) and `DistributedDataParallel` averages the gradients; only rank 0 writes and prints.
 - `evaluate_pretraining(model, dataset)`: MLM accuracy and NSP accuracy on held-out text.
@@ -184,6 +187,59 @@ class TrainingDivergedError(FloatingPointError):
     """The loss (or the gradient) became NaN or infinite."""
 
 
+# settings a resumed run must share with the run that saved the checkpoint: each changes what the next step does
+RESUME_MUST_MATCH = ("batch_size", "grad_accum_steps", "lr", "weight_decay", "betas", "eps", "seed")
+
+
+class ResumeMismatchError(ValueError):
+    """Resuming with other settings than the run's own; `differences` lists (setting, the run's value, given)."""
+
+    def __init__(self, folder, differences: list[tuple[str, object, object]]):
+        self.folder, self.differences = folder, differences
+        shown = ", ".join(f"{key} {run!r} (given {given!r})" for key, run, given in differences)
+        super().__init__(f"cannot resume from {folder}: the run was trained with {shown}. Resume with the run's own "
+                         f"settings, or start a new run in another folder")
+
+
+def _plain(value):
+    """Tuples and lists compare equal (a tuple saved by torch.save may come back as a list)."""
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def _run_warmup(state: dict) -> int:
+    """The warm-up steps of the run that saved this trainer state (older states: 10% of its max_steps)."""
+    if state.get("warmup_steps") is not None:
+        return state["warmup_steps"]
+    saved = state["config"]
+    return saved["warmup_steps"] if saved["warmup_steps"] is not None else saved["max_steps"] // 10
+
+
+def _read_checkpoint_file(path: Path):
+    """torch.load of a checkpoint file, with an error that names the file when it is truncated or corrupt."""
+    from minibert.checkpoints import unreadable_file
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated zip, a pickle from elsewhere, an empty file: all mean "unreadable"
+        raise unreadable_file(path, e) from e
+
+
+def _fsync_folder(folder: Path, files: bool = True) -> None:
+    """Flush the folder's files (and the folder's own entry list) to the disk: after this, power loss keeps them."""
+    if files:
+        for path in folder.iterdir():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    try:
+        fd = os.open(folder, os.O_RDONLY)  # a folder's entries (a rename) are flushed through the folder itself
+    except OSError:  # Windows cannot open a folder; NTFS journals renames
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class TrainingConfig:
     max_steps: int = 1000  # optimizer steps
@@ -289,7 +345,13 @@ class Trainer:
                  eval_fn: Callable | None = None, callbacks=(), vocab_file=None):
         self.config = config = config or TrainingConfig()
         if config.max_steps < 1 or config.grad_accum_steps < 1 or config.batch_size < 1:
-            raise ValueError("max_steps, grad_accum_steps and batch_size must all be at least 1")
+            raise ValueError(f"max_steps, grad_accum_steps and batch_size must all be at least 1, got max_steps="
+                             f"{config.max_steps}, grad_accum_steps={config.grad_accum_steps}, batch_size="
+                             f"{config.batch_size}")
+        if len(dataset) == 0:
+            raise ValueError("the training dataset is empty: there is nothing to train on. Check what built it (for "
+                             "QA, every record is skipped whose answer falls outside max_length; for pre-training, "
+                             "the corpus must hold sentences)")
         _check_vocab_fits(model, dataset)
         self.rank, self.world_size, local_rank = init_distributed()
         if config.device is None and self.world_size > 1 and torch.cuda.is_available():
@@ -300,9 +362,9 @@ class Trainer:
         self.model = model.to(self.device)  # the model itself; self.ddp_model is what runs the forward pass
         self.dataset, self.eval_fn, self.callbacks, self.vocab_file = dataset, eval_fn, list(callbacks), vocab_file
         self.collate_fn = collate_fn or getattr(dataset, "collate", None)
-        warmup = config.warmup_steps if config.warmup_steps is not None else config.max_steps // 10
+        self.warmup_steps = config.warmup_steps if config.warmup_steps is not None else config.max_steps // 10
         self.optimizer = build_optimizer(model, config.lr, config.weight_decay, config.betas, config.eps)
-        self.scheduler = linear_warmup_decay(self.optimizer, warmup, config.max_steps)
+        self.scheduler = linear_warmup_decay(self.optimizer, self.warmup_steps, config.max_steps)
         self.scaler = self.precision.grad_scaler(self.device)
         self.ddp_model = model
         if _distributed():
@@ -339,9 +401,14 @@ class Trainer:
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(self.epoch)  # fresh MLM masks every epoch
             self.sampler.skip = self.batches_in_epoch * self.config.batch_size
+            seen = False
             for batch in self.loader:
+                seen = True
                 self.batches_in_epoch += 1
                 yield batch
+            if not seen and self.batches_in_epoch == 0:  # an epoch without a batch: looping again would hang
+                raise ValueError(f"epoch {self.epoch} has no batch: the dataset ({len(self.dataset)} examples) gives "
+                                 f"this process nothing to train on")
             self.epoch, self.batches_in_epoch = self.epoch + 1, 0
 
     # -------------------------------------------------------------- one optimizer step
@@ -378,6 +445,8 @@ class Trainer:
         norm = torch.zeros((), device=self.device)
         if cfg.clip_grad_norm is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+        elif not self.scaler.is_enabled():  # without clipping, the norm is still the cheap way to catch a NaN grad
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         loss, mlm, nsp, tokens, stop, norm = torch.cat([sums, norm.float().view(1)]).tolist()  # one sync
         if not math.isfinite(loss) or (not self.scaler.is_enabled() and not math.isfinite(norm)):
             what = f"the loss became {loss}" if not math.isfinite(loss) else f"the gradient norm became {norm}"
@@ -412,6 +481,9 @@ class Trainer:
         cfg = self.config
         if resume_from is not None:
             self.load_checkpoint(resume_from)
+            if self.step >= cfg.max_steps and self.is_main:
+                print(f"the run is already at step {self.step} of max_steps {cfg.max_steps}: nothing to train (a "
+                      f"larger max_steps goes on)")
         elif self.step == 0:  # (a second train() call carries on from where the first stopped)
             seed_everything(cfg.seed + self.rank)  # dropout differs between ranks, and is the same every run
         self.ddp_model.train()
@@ -512,6 +584,24 @@ class Trainer:
 
     # -------------------------------------------------------------- checkpoints
 
+    def _check_same_run(self, folder: Path, state: dict) -> None:
+        """Refuse to resume with settings that would silently change the run (see load_checkpoint)."""
+        saved = state["config"]
+        differences = [(key, saved[key], getattr(self.config, key)) for key in RESUME_MUST_MATCH
+                       if key in saved and _plain(saved[key]) != _plain(getattr(self.config, key))]
+        if self.config.warmup_steps is not None and self.config.warmup_steps != _run_warmup(state):
+            differences.append(("warmup_steps", _run_warmup(state), self.config.warmup_steps))
+        config = getattr(self.model, "config", None)
+        if config is not None and (folder / "config.json").is_file():
+            run_config = type(config).from_json_file(folder / "config.json").to_dict()
+            differences += [(f"model.{k}", v, config.to_dict()[k]) for k, v in run_config.items()
+                            if _plain(config.to_dict().get(k)) != _plain(v)]
+        run_vocab = folder / "vocab.txt"
+        if self.vocab_file and run_vocab.is_file() and Path(self.vocab_file).read_bytes() != run_vocab.read_bytes():
+            differences.append(("vocab_file", str(run_vocab), str(self.vocab_file)))
+        if differences:
+            raise ResumeMismatchError(folder, differences)
+
     def save_checkpoint(self, folder=None) -> Path:
         """Write checkpoint-<step>/ (or `folder`): the model as a Hugging Face folder + trainer_state.pt.
 
@@ -540,8 +630,9 @@ class Trainer:
             state = {"step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
                      "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "scaler": self.scaler.state_dict(), "rng": rng, "history": self.history,
-                     "world_size": self.world_size, "config": asdict(self.config)}
+                     "world_size": self.world_size, "config": asdict(self.config), "warmup_steps": self.warmup_steps}
             torch.save(state, tmp / STATE_FILE)
+            _fsync_folder(tmp)  # on disk before the rename, so that power loss cannot leave a renamed, empty file
             if folder.exists():  # the same step saved twice: swap, never leave a moment with neither
                 old = folder.parent / f".{folder.name}.old"
                 shutil.rmtree(old, ignore_errors=True)
@@ -550,6 +641,7 @@ class Trainer:
                 shutil.rmtree(old)
             else:
                 os.replace(tmp, folder)  # atomic: the folder appears complete or not at all
+            _fsync_folder(folder.parent, files=False)  # the rename itself
             self._prune_checkpoints(folder)
         if _distributed():
             dist.barrier()
@@ -567,18 +659,27 @@ class Trainer:
 
     def load_checkpoint(self, path) -> Path:
         """Restore model, optimizer, scheduler, scaler, step, data position and random state from a checkpoint
-        folder, or from the latest checkpoint-<step> in a run folder."""
+        folder, or from the latest checkpoint-<step> in a run folder.
+
+        The run must go on with the settings it started with: a different batch size, learning rate, seed, model or
+        vocabulary is a `ResumeMismatchError` naming each difference. A different max_steps is honoured, and said:
+        the learning-rate schedule becomes that of a run of the new length (the warm-up stays the run's own).
+        """
         path = Path(path)
         folder = path if (path / STATE_FILE).is_file() else latest_checkpoint(path) if path.is_dir() else None
         if folder is None:
             raise FileNotFoundError(f"no checkpoint at {path}: pass a checkpoint-<step> folder or the out_dir of a "
                                     f"run that saved one (it holds {STATE_FILE})")
+        state = _read_checkpoint_file(folder / STATE_FILE)
+        self._check_same_run(folder, state)
         if (folder / "model.pt").is_file():
-            weights = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+            weights = _read_checkpoint_file(folder / "model.pt")
         else:
             weights = type(self.model).from_pretrained(folder).state_dict()
         self.model.load_state_dict(weights)
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+        if _run_warmup(state) != self.warmup_steps:  # max_steps changed, warm-up not given: the run's own stays
+            self.warmup_steps = _run_warmup(state)
+            self.scheduler = linear_warmup_decay(self.optimizer, self.warmup_steps, self.config.max_steps)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -589,6 +690,15 @@ class Trainer:
                   f"restarts at the next epoch")
             self.epoch, self.batches_in_epoch = self.epoch + 1, 0
         self.history = list(state["history"])
+        if state["config"]["max_steps"] != self.config.max_steps and self.is_main:
+            old = self.scheduler.get_last_lr()[0]
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):  # the new schedule now
+                group["lr"] = base * self.scheduler.lr_lambdas[0](self.step)
+            self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            print(f"max_steps {self.config.max_steps} instead of the run's {state['config']['max_steps']}: the "
+                  f"learning rate now follows the schedule of a {self.config.max_steps}-step run (warm-up "
+                  f"{self.warmup_steps} steps), {self.scheduler.get_last_lr()[0]:.3g} at step {self.step} instead of "
+                  f"{old:.3g}, down to 0 at step {self.config.max_steps}")
         rng = state["rng"]
         _set_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0])
         self.last_checkpoint = folder
@@ -643,6 +753,7 @@ def evaluate_pretraining(model: nn.Module, dataset, batch_size: int = 32, device
 def plot_loss_curve(history: list[dict], ax=None, title: str = "Pre-training loss"):
     """Training loss (total, MLM, NSP) against the step, and the evaluation losses as points. Returns the axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
@@ -659,6 +770,7 @@ def plot_loss_curve(history: list[dict], ax=None, title: str = "Pre-training los
         ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o--", label="held-out loss")
     ax.set_title(title)
     ax.set_xlabel("optimizer step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no 2.5 on a short run
     ax.set_ylabel("cross-entropy loss (nats)")
     ax.grid(alpha=0.3)
     ax.legend()

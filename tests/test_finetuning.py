@@ -147,6 +147,25 @@ def test_labels_outside_the_label_set_are_errors(tok):
         encode_classification(records, tok, text_keys=("sentence", "sentence2"))
 
 
+def test_labels_out_of_range_given_to_a_head_are_named_not_an_index_error(tok):
+    ids = torch.tensor([[tok.cls_id, 2000, tok.sep_id]] * 2)  # (2, 3)
+    classifier = BertForSequenceClassification(config_for(tok), num_labels=2)
+    with pytest.raises(ValueError, match=r"labels holds 5, outside 0..1 \(this head has 2 classes\)"):
+        classifier(ids, labels=torch.tensor([0, 5]))
+    tagger = BertForTokenClassification(config_for(tok), num_labels=9)
+    with pytest.raises(ValueError, match=r"labels holds 9, outside 0..8"):
+        tagger(ids, labels=torch.tensor([[-100, 9, -100], [-100, 0, -100]]))  # -100 (not scored) is fine
+    qa = BertForQuestionAnswering(config_for(tok))
+    with pytest.raises(ValueError, match=r"end_positions holds 3, outside 0..2 \(token positions in windows of 3\)"):
+        qa(ids, start_positions=torch.tensor([0, 1]), end_positions=torch.tensor([3, 1]))
+
+
+def test_baseline_metrics_on_an_empty_dataset_says_so(tok):
+    empty = encode_classification([], tok, num_labels=2)
+    with pytest.raises(ValueError, match="empty held-out dataset"):
+        baseline_metrics(empty)
+
+
 # ------------------------------------------------------------------------------------------ classification data
 
 

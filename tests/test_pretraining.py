@@ -7,6 +7,7 @@ test_pretraining_data.py), NotNext sentences drawn from the same document (test_
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,8 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from minibert import data
+from minibert.checkpoints import UnreadableCheckpointError
 from minibert.model import BertConfig, BertForPreTraining
 from minibert.pretraining import (
+    STATE_FILE,
+    ResumeMismatchError,
     Trainer,
     TrainingConfig,
     TrainingDivergedError,
@@ -364,21 +368,6 @@ def test_data_loader_workers_change_nothing(docs, tok):
     assert losses[2] == losses[0]
 
 
-def test_step_time_and_tokens_per_second_leave_out_evaluation(dataset, tok):
-    import time
-
-    def slow_evaluation(model):
-        time.sleep(0.4)
-        return {"mlm_accuracy": 0.0}
-    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=4, log_every=1, eval_every=1, batch_size=4),
-                      eval_fn=slow_evaluation)
-    logs = [r for r in trainer.train() if "loss" in r]
-    assert [r["step"] for r in logs] == [1, 2, 3, 4]
-    assert all(0 < r["seconds_per_step"] < 0.3 for r in logs), [r["seconds_per_step"] for r in logs]
-    tokens = [r["tokens_per_s"] * r["seconds_per_step"] for r in logs]  # the tokens of one step: 4 pairs of <= 32
-    assert all(4 * 3 <= t <= 4 * 32 for t in tokens), tokens
-
-
 def test_a_real_ctrl_c_finishes_the_step_then_saves(dataset, tok, tmp_path):
     import signal
 
@@ -503,3 +492,214 @@ def test_course_checkpoint_finds_the_learners_run(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIBERT_CHECKPOINT", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="MINIBERT_CHECKPOINT=.*nowhere.*runs/mini"):
         course_checkpoint()
+
+
+# --------------------------------------------------------------------------- robustness (issue 13)
+
+
+def test_an_empty_dataset_is_refused_instead_of_training_forever(tok):
+    with pytest.raises(ValueError, match="the training dataset is empty"):
+        Trainer(tiny_model(tok), [], config(), collate_fn=list)
+
+
+def test_an_epoch_without_a_batch_stops_with_an_error(dataset, tok):
+    trainer = Trainer(tiny_model(tok), dataset, config())
+    trainer.loader = []  # a loader that gives nothing (the sampler's share of a tiny dataset, say): no endless loop
+    with pytest.raises(ValueError, match="epoch 0 has no batch"):
+        trainer.train()
+
+
+def test_a_nan_gradient_without_clipping_stops_before_it_reaches_the_weights(dataset, tok, tmp_path):
+    model = tiny_model(tok)
+    saved = {}
+
+    def poison_grads_after_3(trainer, record):
+        saved[trainer.step] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        if trainer.step == 3:  # the loss stays finite; one gradient becomes NaN
+            trainer.model.nsp_head.classifier.weight.register_hook(lambda grad: grad * float("nan"))
+    trainer = Trainer(model, dataset, config(tmp_path, save_every=2, clip_grad_norm=None),
+                      callbacks=[poison_grads_after_3])
+    with pytest.raises(TrainingDivergedError, match=r"gradient norm became nan at step 4.*checkpoint-2, is intact"):
+        trainer.train()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved[3].items())  # step 4 changed nothing
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def stop_at(step):
+    def callback(trainer, record):
+        if trainer.step == step:
+            raise KeyboardInterrupt
+    return callback
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr=1e-3), "lr 0.003 (given 0.001)"),
+    (dict(batch_size=4), "batch_size 8 (given 4)"),
+    (dict(grad_accum_steps=2, seed=1), "grad_accum_steps 1 (given 2), seed 0 (given 1)"),
+    (dict(warmup_steps=3), "warmup_steps 1 (given 3)"),
+])
+def test_resuming_with_other_settings_is_refused_naming_each(dataset, tok, tmp_path, change, message):
+    Trainer(tiny_model(tok), dataset, config(tmp_path), callbacks=[stop_at(2)]).train()
+    again = Trainer(tiny_model(tok), dataset, config(tmp_path, **change))
+    with pytest.raises(ResumeMismatchError, match=re.escape(message)):
+        again.train(resume_from=tmp_path)
+    assert again.step == 0  # nothing was loaded
+
+
+def test_resuming_with_another_model_or_vocabulary_is_refused(dataset, tok, tmp_path):
+    Trainer(tiny_model(tok), dataset, config(tmp_path), callbacks=[stop_at(2)], vocab_file=data.vocab_file()).train()
+    wider = Trainer(tiny_model(tok, hidden_size=64), dataset, config(tmp_path), vocab_file=data.vocab_file())
+    with pytest.raises(ResumeMismatchError, match=r"model.hidden_size 32 \(given 64\)"):
+        wider.train(resume_from=tmp_path)
+    other_vocab = tmp_path.parent / "other_vocab.txt"
+    other_vocab.write_text(data.vocab_file().read_text(encoding="utf-8").replace("[unused0]", "[unused00]"))
+    same_size = Trainer(tiny_model(tok), dataset, config(tmp_path), vocab_file=other_vocab)
+    with pytest.raises(ResumeMismatchError, match="vocab_file .*checkpoint-2/vocab.txt"):
+        same_size.train(resume_from=tmp_path)
+
+
+def test_a_longer_max_steps_on_resume_follows_the_longer_schedule_and_says_so(dataset, tok, tmp_path, capsys):
+    short = dict(warmup_steps=None, max_steps=10)
+    Trainer(tiny_model(tok), dataset, config(tmp_path / "a", **short), callbacks=[stop_at(5)]).train()
+    longer = Trainer(tiny_model(tok), dataset, config(tmp_path / "a", warmup_steps=None, max_steps=20))
+    history = longer.train(resume_from=tmp_path / "a")
+    said = capsys.readouterr().out
+    assert "max_steps 20 instead of the run's 10" in said and "warm-up 1 steps" in said, said
+    # the lr from step 5 on is that of a run started with 20 steps and the run's own warm-up (1 step, not 2)
+    straight = Trainer(tiny_model(tok), dataset, config(tmp_path / "b", warmup_steps=1, max_steps=20)).train()
+    assert [r["lr"] for r in history if r["step"] > 5] == pytest.approx([r["lr"] for r in straight if r["step"] > 5])
+    assert history[-1]["step"] == 20 and history[-1]["lr"] == 0.0
+    again = Trainer(tiny_model(tok), dataset, config(tmp_path / "a", warmup_steps=None, max_steps=20))
+    again.train(resume_from=tmp_path / "a")  # the extended run resumes as itself: its warm-up is still 1 step
+    assert "nothing to train" in capsys.readouterr().out and again.warmup_steps == 1
+
+
+def test_checkpoint_files_reach_the_disk_before_the_rename(dataset, tok, tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(a), str(b))), real_replace(a, b)))
+    Trainer(tiny_model(tok), dataset, config(tmp_path, max_steps=1)).train()
+    rename = events.index(("replace", str(tmp_path / ".checkpoint-1.tmp"), str(tmp_path / "checkpoint-1")))
+    flushed = {e[1] for e in events[:rename] if e[0] == "fsync"}
+    tmp = tmp_path / ".checkpoint-1.tmp"
+    assert {str(tmp / name) for name in ("config.json", "model.safetensors", STATE_FILE)} | {str(tmp)} <= flushed
+    assert ("fsync", str(tmp_path)) in events[rename:]  # the rename itself
+
+
+@pytest.mark.parametrize("broken", ["model.safetensors", STATE_FILE, "config.json"])
+def test_a_corrupt_checkpoint_file_is_named_with_an_earlier_checkpoint(dataset, tok, tmp_path, broken):
+    Trainer(tiny_model(tok), dataset, config(tmp_path, max_steps=4, save_every=2)).train()
+    path = tmp_path / "checkpoint-4" / broken
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy killed half-way
+    trainer = Trainer(tiny_model(tok), dataset, config(tmp_path, max_steps=4, save_every=2))
+    earlier = re.escape(str(tmp_path / "checkpoint-2"))
+    with pytest.raises(UnreadableCheckpointError,
+                       match=rf"{re.escape(str(path))} is truncated or corrupt.*earlier checkpoint: {earlier}"):
+        trainer.train(resume_from=tmp_path)
+    if broken != STATE_FILE:  # the same words from from_pretrained
+        with pytest.raises(UnreadableCheckpointError, match=re.escape(str(path))):
+            BertForPreTraining.from_pretrained(tmp_path / "checkpoint-4")
+
+
+def test_labels_out_of_range_are_named_before_cross_entropy(dataset, tok):
+    model = tiny_model(tok)
+    batch = dataset.collate([dataset[i] for i in range(4)])
+    bad_nsp = {**batch, "nsp_labels": torch.tensor([0, 1, 2, 0])}
+    with pytest.raises(ValueError, match=r"nsp_labels holds 2, outside 0..1"):
+        model(**bad_nsp)
+    mlm = batch["mlm_labels"].clone()
+    mlm[mlm != IGNORE_INDEX] = len(tok) + 5
+    with pytest.raises(ValueError, match=rf"mlm_labels holds {len(tok) + 5}, outside 0..{len(tok) - 1}"):
+        model(**{**batch, "mlm_labels": mlm})
+    with pytest.raises(ValueError, match=r"input_ids has no tokens \(shape \(2, 0\)\)"):
+        model(torch.zeros(2, 0, dtype=torch.long))
+
+
+def test_step_time_leaves_out_evaluation_on_any_machine(dataset, tok, monkeypatch):
+    """Evaluation (here a fake clock's 1,000 s) is not counted in seconds_per_step or tokens/s: no real time assumed."""
+    import time
+
+    real, offset = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + offset[0])
+
+    def slow_evaluation(model):
+        offset[0] += 1000.0
+        return {"mlm_accuracy": 0.0}
+    trainer = Trainer(tiny_model(tok), dataset, config(max_steps=4, log_every=1, eval_every=1, batch_size=4),
+                      eval_fn=slow_evaluation)
+    logs = [r for r in trainer.train() if "loss" in r]
+    assert [r["step"] for r in logs] == [1, 2, 3, 4]
+    assert all(0 < r["seconds_per_step"] < 1000 for r in logs), [r["seconds_per_step"] for r in logs]
+    tokens = [r["tokens_per_s"] * r["seconds_per_step"] for r in logs]  # the tokens of one step: 4 pairs of <= 32
+    assert all(4 * 3 <= t <= 4 * 32 for t in tokens), tokens
+
+
+# --------------------------------------------------------------------------- the command line's errors: one line each
+
+
+def cli_error(argv) -> str:
+    """The message of the SystemExit that `python -m minibert` ends with (no traceback), or fail."""
+    from minibert.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    message = str(stopped.value.code)
+    assert "Traceback" not in message and message.count("\n") <= 1, message
+    return message
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--config", "minni"], "--config 'minni' is neither a preset (tiny, mini, small, medium, base, large) nor a "
+                            "config.json file; did you mean --config mini?"),
+    (["--set", "hiden_size=64"], "BertConfig has no field 'hiden_size'; did you mean --set hidden_size=64?"),
+    (["--seq-len", "100"], "pass --seq-len 64 or less, or give the model more positions with --set "
+                           "max_position_embeddings=100"),
+])
+def test_cli_plain_mistakes_are_one_line(corpus_file, tmp_path, flags, expected):
+    argv = ["pretrain", *CLI_TINY, "--set", "max_position_embeddings=64", "--corpus", str(corpus_file),
+            "--out", str(tmp_path / "run"), *flags]
+    assert expected in cli_error(argv)
+
+
+@pytest.mark.parametrize("argv", [["pretrain", "--batch-size", "0"], ["finetune", "sst2", "--from", "course",
+                                                                      "--batch-size", "0"],
+                                  ["finetune", "sst2", "--from", "course", "--train-limit", "0"],
+                                  ["finetune", "sst2", "--from", "course", "--epochs", "0"]])
+def test_cli_refuses_zero_sizes_before_loading_anything(argv, capsys):
+    from minibert.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert re.search(r"argument --[a-z-]+: must be (at least 1|more than 0), got 0", capsys.readouterr().err)
+
+
+def test_cli_corpus_without_text_or_with_one_document(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n", encoding="utf-8")
+    assert "it holds no text" in cli_error(["pretrain", *CLI_TINY, "--corpus", str(empty), "--out", str(tmp_path)])
+    one = tmp_path / "one.txt"  # one long text, as zh-wiki-sample is
+    one.write_text("\n".join(f"This is sentence number {i} of one long text." for i in range(60)), encoding="utf-8")
+    argv = ["pretrain", *CLI_TINY, "--corpus", str(one), "--out", str(tmp_path / "run"), "--max-steps", "1"]
+    assert "--sentences-per-document 20" in cli_error(argv)
+    from minibert.__main__ import main
+
+    assert main(argv + ["--sentences-per-document", "20"]) == 0  # what the message says to type works
+
+
+def test_cli_resume_names_the_flags_that_differ(corpus_file, tmp_path):
+    from minibert.__main__ import main
+
+    out = tmp_path / "run"
+    argv = ["pretrain", *CLI_TINY, "--corpus", str(corpus_file), "--max-steps", "2", "--out", str(out)]
+    assert main(argv) == 0
+    message = cli_error(argv + ["--resume", "--lr", "0.001", "--vocab", "bert-base-chinese"])
+    vocab = data.vocab_file("bert-base-chinese")
+    assert f"was trained with --lr 0.0001 --vocab {out}/checkpoint-2/vocab.txt (30,522 tokens)" in message, message
+    assert f"not --lr 0.001 --vocab {vocab} (21,128 tokens)" in message, message
+    (out / "checkpoint-2" / "model.safetensors").write_bytes(b"")  # a disk that filled up
+    message = cli_error(argv + ["--resume"])
+    assert "checkpoint-2/model.safetensors is truncated or corrupt" in message, message

@@ -124,6 +124,7 @@ def _documents(args, say):
         return train, held_out or None
     source = corpus[0]
     if source in data.DATASETS:
+        args.split = _training_split(source, args, say)
         train = documents_from_lines(data.load_dataset(source, args.split))
         held_out = None
         spec = data.DATASETS[source]
@@ -148,6 +149,24 @@ def _documents(args, say):
         else:
             say(f"only {len(train)} documents: no held-out evaluation (it needs 2 besides 2 for training)")
     return train, held_out
+
+
+def _training_split(name: str, args, say) -> str:
+    """--split, or by default 'train'; but when MINIBERT_DATA holds this dataset without a train split (WikiText-2's
+    local copy has test and validation only), a split it holds, said, and not the held-out one when another is there
+    (a local copy, once given, is used: no download is tried, and no wait for one offline)."""
+    from minibert import data
+
+    if args.split is not None:
+        return args.split
+    local = data.local_splits(name)
+    if not local or "train" in local:
+        return "train"
+    others = [s for s in local if s != args.eval_split] or local
+    say(f"{name}: the local copy in MINIBERT_DATA holds {', '.join(local)}, no 'train': training on '{others[0]}'"
+        + (f", holding out '{args.eval_split}'" if args.eval_split in local and others != local else "")
+        + " (--split train downloads the train split instead)")
+    return others[0]
 
 
 def _cut(documents: list[list[str]], args) -> list[list[str]]:
@@ -302,7 +321,8 @@ def _add_pretrain(sub) -> None:
                    "bert-sample-text...) or a text file with blank lines between documents (default: wikitext-2); "
                    "or several name:split (any dataset, labels dropped: sst2:train) and files, mixed, each holding out "
                    "its last --eval-fraction of documents")
-    p.add_argument("--split", default="train", help="the dataset split to train on (default: train)")
+    p.add_argument("--split", default=None, help="the dataset split to train on (default: train, or where only a local "
+                   "copy without it is at hand, such as WikiText-2's, one of its splits other than --eval-split)")
     p.add_argument("--eval-split", default="validation", help="held-out split of a named dataset (default: "
                    "validation); text files hold out their last --eval-fraction of documents")
     p.add_argument("--eval-fraction", type=float, default=0.05)

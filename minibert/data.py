@@ -226,7 +226,15 @@ DATASETS: dict[str, DatasetSpec] = {
 VOCABS = {"bert-base-uncased": "google-bert/bert-base-uncased", "bert-base-chinese": "google-bert/bert-base-chinese"}
 
 
+def local_splits(name: str) -> list[str]:
+    """The splits of a dataset that the local copy in MINIBERT_DATA holds (none when it is not set)."""
+    return [split for split, relative in DATASETS[name].local.items() if _local_file(relative)[0] is not None]
+
+
 def _how_to_fix(name: str) -> str:
+    if local_splits(name):  # the local copy is there, without this split: naming MINIBERT_DATA again would not help
+        return (f"How to fix: use a split that the local copy holds ({', '.join(local_splits(name))}; on the command "
+                f"line --split {local_splits(name)[0]}), or connect to the internet once so that it is downloaded.")
     return (f"How to fix: set {ENV_VAR} to a folder that holds a copy of '{name}' in the course's data layout "
             f"(for example `export {ENV_VAR}=/path/to/shared/data`), or connect to the internet so that it can be "
             f"downloaded from the Hugging Face hub (`pip install datasets huggingface_hub` if they are missing).")

@@ -703,3 +703,16 @@ def test_cli_resume_names_the_flags_that_differ(corpus_file, tmp_path):
     (out / "checkpoint-2" / "model.safetensors").write_bytes(b"")  # a disk that filled up
     message = cli_error(argv + ["--resume"])
     assert "checkpoint-2/model.safetensors is truncated or corrupt" in message, message
+
+
+def test_cli_default_split_is_one_the_local_copy_holds(tmp_path, capsys, monkeypatch):
+    """WikiText-2's local copy has no train split: the default trains on test and holds out validation, and says so;
+    asking for train where it cannot be had is one line that names the splits there are (issue 14)."""
+    from minibert.__main__ import main
+
+    argv = ["pretrain", *CLI_TINY, "--corpus", "wikitext-2", "--out", str(tmp_path / "run"), "--max-steps", "1"]
+    assert main(argv) == 0
+    assert "training on 'test', holding out 'validation'" in capsys.readouterr().out
+    monkeypatch.setitem(sys.modules, "datasets", None)  # no download possible: the local copy is all there is
+    message = cli_error(argv + ["--split", "train"])
+    assert "use a split that the local copy holds (validation, test; on the command line --split" in message, message

@@ -379,6 +379,7 @@ def _finetune(args) -> int:
     from minibert.finetuning import (
         QUICK_LIMITS,
         TASKS,
+        VocabMismatchError,
         baseline_metrics,
         encode_task,
         finetune,
@@ -412,6 +413,12 @@ def _finetune(args) -> int:
     try:
         model = model_for_task(task, source, tokenizer, labels, args.feature_based, args.last_n_layers,
                                _parse_overrides(args.set))
+    except VocabMismatchError as e:  # advice in flags, not in Python
+        given = f"--vocab {args.vocab}" if args.vocab else f"the task's vocabulary ({task.vocab})"
+        own = "drop --vocab (the checkpoint's own vocab.txt is then used)" if folder and (
+            folder / "vocab.txt").is_file() else "pass --vocab with the vocab.txt the checkpoint was trained with"
+        raise SystemExit(f"minibert finetune: {given} does not fit --from {args.source}: {e.reason}. To fix: {own}, "
+                         f"or start from a checkpoint pre-trained with this vocabulary") from None
     except (OSError, ValueError) as e:  # no such folder, hub offline, vocab or weights that do not fit
         raise SystemExit(f"minibert finetune: cannot use --from {source}: {e}") from None
     limit_train, limit_eval = QUICK_LIMITS.get(task.name, QUICK_LIMITS[task.kind]) if quick else (None, None)

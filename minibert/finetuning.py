@@ -65,7 +65,12 @@ class QAOutput:
 
 
 class VocabMismatchError(ValueError):
-    """The tokenizer's vocab is not the one the checkpoint's embeddings were trained with."""
+    """The tokenizer's vocab is not the one the checkpoint's embeddings were trained with. `reason` is what differs
+    (the command line adds its own advice to it: --vocab, not Python)."""
+
+    def __init__(self, reason: str, how: str):
+        self.reason = reason
+        super().__init__(f"{reason}. {how}")
 
 
 class _TaskModel(nn.Module):
@@ -235,7 +240,7 @@ def check_vocab(model_or_config, tokenizer, folder=None) -> None:
     if n != config.vocab_size:
         raise VocabMismatchError(f"the tokenizer has {n} tokens but the checkpoint's embedding table has "
                                  f"vocab_size={config.vocab_size} rows: they come from different vocabularies, so "
-                                 f"token ids would point at the wrong embeddings. {how}")
+                                 f"token ids would point at the wrong embeddings", how)
     vocab_txt = Path(folder) / "vocab.txt" if folder is not None else None
     if vocab_txt is not None and vocab_txt.is_file():
         lines = vocab_txt.read_text(encoding="utf-8").split("\n")
@@ -243,7 +248,7 @@ def check_vocab(model_or_config, tokenizer, folder=None) -> None:
             theirs = lines[i].rstrip() if i < len(lines) else None
             if (token or "") != theirs:
                 raise VocabMismatchError(f"the tokenizer's vocab differs from {vocab_txt} at id {i}: {token!r} vs "
-                                         f"{theirs!r} (same size, different tokens). {how}")
+                                         f"{theirs!r} (same size, different tokens)", how)
 
 
 class BertForSequenceClassification(_TaskModel):

@@ -3,6 +3,7 @@
 import random
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,6 +40,74 @@ def test_classification_metrics_refuse_unpaired_inputs():
         accuracy([1, 0], [1])
     with pytest.raises(ValueError, match="empty"):
         accuracy([], [])
+
+
+def test_classification_metrics_take_lists_tensors_and_arrays_alike():
+    """Every container of one label per example gives the same number, including float labels that are whole."""
+    y_true, y_pred = [1, 1, 0, 2, 1], [1, 0, 0, 2, 2]
+    forms = [lambda x: x, tuple, torch.tensor, np.array, lambda x: torch.tensor(x, dtype=torch.float32),
+             lambda x: (v for v in x), lambda x: [np.int64(v) for v in x]]
+    for make_true in forms:
+        for make_pred in forms:
+            assert accuracy(make_true(y_true), make_pred(y_pred)) == 3 / 5
+            assert f1_binary(make_true(y_true), make_pred(y_pred)) == pytest.approx(f1_binary(y_true, y_pred))
+            assert f1_macro(make_true(y_true), make_pred(y_pred)) == f1_macro(y_true, y_pred)
+    assert f1_binary(["pos", "neg", "pos"], ["pos", "pos", "neg"], positive="pos") == 0.5
+    assert f1_macro(["pos", "neg"], ["pos", "pos"]) == f1_macro([1, 0], [1, 1])
+    assert f1_macro([0, 0], [0, 0], labels=range(3)) == pytest.approx(1 / 3)  # unseen classes count as F1 0
+    assert accuracy([True, False], [1, 0]) == 1.0
+
+
+@pytest.mark.parametrize("metric", [accuracy, f1_binary, f1_macro])
+def test_classification_metrics_refuse_logits_columns_and_2d_inputs(metric):
+    """Shapes that used to score a plausible 0.0: each is refused with what was given and what to pass."""
+    labels = torch.tensor([1, 0, 1, 1])
+    name = metric.__name__
+    with pytest.raises(ValueError, match=rf"{name} got y_pred of shape \(4, 2\): these look like logits.*"
+                                         r"y_pred\.argmax\(-1\)"):
+        metric(labels, torch.randn(4, 2))
+    with pytest.raises(ValueError, match=r"y_true of shape \(4, 1\): one column.*squeeze\(-1\)"):
+        metric(labels.unsqueeze(1), labels.tolist())  # a (N, 1) tensor and a list
+    with pytest.raises(ValueError, match=r"shape \(4, 1\).*threshold"):
+        metric(labels, torch.randn(4, 1))  # the scores of a one-output head
+    with pytest.raises(ValueError, match=r"shape \(2, 2\): metrics take one label per example.*flatten"):
+        metric(labels.view(2, 2), labels.view(2, 2))  # token labels
+    with pytest.raises(ValueError, match=r"shape \(4, 2\)"):
+        metric(np.eye(2, dtype=np.int64)[[1, 0, 1, 1]], labels)  # one-hot rows
+    with pytest.raises(ValueError, match=r"shape \(2, 1\)"):
+        metric([[1], [0]], [1, 0])  # a list of lists
+    with pytest.raises(ValueError, match=r"shape \(4, 3, 2\): these look like logits"):
+        metric(labels, torch.randn(4, 3, 2))
+    with pytest.raises(ValueError, match="non-integer values such as 0.25: these look like probabilities"):
+        metric(labels, [0.25, 0.5, 0.75, 1.0])
+    with pytest.raises(ValueError, match="non-integer values such as nan"):
+        metric(labels, [float("nan")] * 4)
+    with pytest.raises(TypeError, match="a single value"):
+        metric(torch.tensor(1), [1])
+    with pytest.raises(TypeError, match="as a str"):
+        metric("1011", "1011")
+    with pytest.raises(TypeError, match="as a set"):
+        metric({1, 0}, [1, 0])
+    with pytest.raises(ValueError, match=f"{name} got 4 labels in y_true but 3 in y_pred: they must be paired"):
+        metric(labels, labels[:3])
+
+
+@pytest.mark.parametrize("metric", [accuracy, f1_binary, f1_macro])
+def test_classification_metrics_refuse_string_labels_against_numbers(metric):
+    with pytest.raises(ValueError, match=r"y_true of strings \('pos', 'neg'\) but y_pred of numbers \(1, 0\)"):
+        metric(["pos", "neg", "pos"], [1, 0, 0])
+    with pytest.raises(ValueError, match="y_true of numbers"):
+        metric(torch.tensor([1, 0]), ["pos", "neg"])
+
+
+def test_f1_refuses_a_class_that_cannot_be_among_the_labels():
+    with pytest.raises(ValueError, match=r"f1_binary got positive=1 but y_true and y_pred hold strings.*"
+                                         r"positive='pos'"):
+        f1_binary(["pos", "neg", "pos"], ["pos", "pos", "neg"])
+    with pytest.raises(ValueError, match=r"f1_macro got labels=\[0, 1\] but y_true and y_pred hold strings"):
+        f1_macro(["pos", "neg"], ["neg", "neg"], labels=range(2))
+    with pytest.raises(ValueError, match=r"labels=\[\]"):
+        f1_macro([1, 0], [1, 1], labels=[])
 
 
 # ------------------------------------------------------------------------------------------ entities
@@ -80,6 +149,8 @@ def test_entity_metrics_refuse_bad_input():
         entity_prf([["O", "O"]], [["O"]])
     with pytest.raises(TypeError, match="list of sentences"):
         entity_prf(["O", "B-PER"], ["O", "B-PER"])
+    with pytest.raises(TypeError, match="list of sentences"):
+        entity_prf([["B-PER", "O"]], ["B-PER", "O"])  # predictions flat, truth by sentence
 
 
 def _corrupt(tags, kinds, rng, rate):
@@ -155,6 +226,31 @@ def test_squad_evaluate_takes_the_best_gold_answer_and_averages_in_percent():
     assert result["exact_match"] == pytest.approx(100 / 3)
     f1_q2 = 2 * 1 * (2 / 3) / (1 + 2 / 3)
     assert result["f1"] == pytest.approx(100 * (1 + f1_q2) / 3)
+
+
+def test_squad_evaluate_refuses_predictions_that_match_no_question():
+    examples = [{"id": "56be4db0", "answers": {"text": ["Denver Broncos"], "answer_start": [0]}},
+                {"id": "56be4db1", "answers": {"text": ["1990"], "answer_start": [0]}}]
+    with pytest.raises(ValueError, match=r"got 2 predictions but none of their ids is the id of one of the 2 examples "
+                                         r"\(prediction ids such as 0, example ids such as '56be4db0'\)"):
+        squad_evaluate({0: "Denver Broncos", 1: "1990"}, examples)  # keyed by position, not by id
+    assert squad_evaluate({}, examples) == {"exact_match": 0.0, "f1": 0.0}  # the empty answer everywhere is valid
+    partly = squad_evaluate({"56be4db0": "Broncos", "other": "x"}, examples)  # unanswered questions score 0
+    assert partly["f1"] == pytest.approx(100 * (2 / 3) / 2)
+    assert squad_evaluate({"56be4db0": "Denver Broncos"}, iter(examples))["exact_match"] == 50.0  # any iterable
+
+
+def test_squad_evaluate_refuses_answers_of_the_wrong_type():
+    one_string = [{"id": "q", "answers": {"text": "Denver Broncos", "answer_start": 0}}]
+    with pytest.raises(ValueError, match="one str: it must be a list of gold answers"):
+        squad_evaluate({"q": "D"}, one_string)  # would have scored the letters of the answer
+    examples = [{"id": "q", "answers": {"text": ["Denver Broncos"], "answer_start": [0]}}]
+    with pytest.raises(TypeError, match="the prediction for example 'q' is a list, not a str"):
+        squad_evaluate({"q": ["Denver Broncos", "Broncos"]}, examples)
+    with pytest.raises(TypeError, match="got one dict"):
+        squad_evaluate({"q": "Broncos"}, examples[0])
+    with pytest.raises(TypeError, match="squad_normalize takes an answer as a str, got NoneType"):
+        squad_f1(None, "Broncos")
 
 
 def test_squad_chinese_counts_characters():

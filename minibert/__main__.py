@@ -377,13 +377,13 @@ def _finetune(args) -> int:
     from minibert import data
     from minibert.course_bert import resolve_start
     from minibert.finetuning import (
-        QUICK_LIMITS,
         TASKS,
         VocabMismatchError,
         baseline_metrics,
         encode_task,
         finetune,
         model_for_task,
+        run_settings,
         task_labels,
         task_records,
     )
@@ -421,15 +421,15 @@ def _finetune(args) -> int:
                          f"or start from a checkpoint pre-trained with this vocabulary") from None
     except (OSError, ValueError) as e:  # no such folder, hub offline, vocab or weights that do not fit
         raise SystemExit(f"minibert finetune: cannot use --from {source}: {e}") from None
-    limit_train, limit_eval = QUICK_LIMITS.get(task.name, QUICK_LIMITS[task.kind]) if quick else (None, None)
-    limit_train, limit_eval = args.train_limit or limit_train, args.eval_limit or limit_eval
+    settings = run_settings(task, quick)  # the lessons' quick and full settings, flags override each
+    limit_train, limit_eval = args.train_limit or settings.train_limit, args.eval_limit or settings.eval_limit
     train_records, eval_records = train_records[:limit_train], eval_records[:limit_eval]
-    max_length = args.max_length or (384 if task.kind == "qa" and not quick else 192 if task.kind == "qa" else 128)
+    max_length = args.max_length or settings.max_length
     if max_length > model.config.max_position_embeddings:
         print(f"max_length {max_length} -> {model.config.max_position_embeddings}: the model has no position "
               f"embeddings beyond that")
         max_length = model.config.max_position_embeddings
-    stride = args.stride or (128 if not quick else 64)
+    stride = args.stride or settings.stride
     train = encode_task(task, train_records, tokenizer, labels, max_length, stride, training=True)
     held_out = encode_task(task, eval_records, tokenizer, labels, max_length, stride, training=False)
     for name, dataset, records in (("training", train, train_records), ("held-out", held_out, eval_records)):
@@ -447,7 +447,7 @@ def _finetune(args) -> int:
     baseline = baseline_metrics(held_out, train)
     print("baseline (" + {"classification": "majority class", "ner": "all O", "qa": "empty answer"}[task.kind]
           + "): " + "  ".join(f"{k} {v:.4f}" for k, v in baseline.items()))
-    epochs = args.epochs if args.epochs is not None else (2 if quick else 3)
+    epochs = args.epochs if args.epochs is not None else settings.epochs
     cfg = TrainingConfig(max_steps=args.max_steps or 1, batch_size=args.batch_size, lr=lr,
                          weight_decay=args.weight_decay, precision=args.precision, device=args.device, seed=args.seed,
                          log_every=args.log_every, eval_every=args.eval_every,
@@ -489,7 +489,8 @@ def _add_finetune(sub) -> None:
     p.add_argument("--vocab", default=None, help="bert-base-uncased, bert-base-chinese or a vocab.txt (default: the "
                    "checkpoint's vocab.txt, else the task's vocab)")
     p.add_argument("--cased", action="store_true", help="do not lowercase (for cased vocabularies)")
-    p.add_argument("--epochs", type=float, default=None, help="default: 2 in quick mode, 3 in full mode")
+    p.add_argument("--epochs", type=float, default=None, help="default: the task's (minibert.finetuning.QUICK and "
+                   "FULL, which the lessons read): 3, QA 2")
     p.add_argument("--max-steps", type=positive, default=None, help="train this many steps instead of --epochs")
     p.add_argument("--batch-size", type=positive, default=32)
     p.add_argument("--lr", type=float, default=None, help="default: 5e-5; for hidden size <= 256 (tiny, mini) 1e-4, "
@@ -497,12 +498,13 @@ def _add_finetune(sub) -> None:
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-length", type=positive, default=None,
-                   help="tokens per example (default 128; QA 384, quick 192)")
+                   help="tokens per example (default 128; QA windows 384, quick 128)")
     p.add_argument("--stride", type=positive, default=None,
-                   help="QA: tokens shared by consecutive windows (default 128; "
-                   "quick 64)")
-    p.add_argument("--train-limit", type=positive, default=None, help="train on the first N examples")
-    p.add_argument("--eval-limit", type=positive, default=None, help="evaluate on the first N examples")
+                   help="QA: tokens shared by consecutive windows (default 128; quick 64)")
+    p.add_argument("--train-limit", type=positive, default=None, help="train on the first N records (quick mode's "
+                   "default: the task's slice, 2,000 sentences, 1,000 NER sentences or questions)")
+    p.add_argument("--eval-limit", type=positive, default=None, help="evaluate on the first N records (quick mode's "
+                   "default: 500 sentences, 300 NER sentences or questions)")
     p.add_argument("--feature-based", action="store_true", help="freeze the encoder, train the head only")
     p.add_argument("--last-n-layers", type=positive, default=1, help="NER/QA: concatenate the last N hidden layers "
                    "(4 as in the BERT paper's feature-based NER)")

@@ -32,7 +32,7 @@ RECIPE = ("pretrain --config tiny --set hidden_dropout_prob=0 --set attention_pr
           "--save-every 1000 --keep-checkpoints 100 --log-every 100 --out runs/course")
 # how lessons 07-10 and scripts/crossover.py fine-tune in quick mode, from random weights and from the course BERT
 # alike (measured: 1e-3 fine-tunes the course BERT better than 3e-4 or 1e-4 on SST-2, as it does the random start)
-QUICK_FINETUNING = {"lr": 1e-3, "epochs": 3, "batch_size": 32, "max_length": 128}
+QUICK_FINETUNING = {"lr": 1e-3, "batch_size": 32}  # the data, lengths and epochs: minibert.finetuning.QUICK
 
 SENTENCES_PER_NER_DOCUMENT = 8
 HELD_OUT_FRACTION = 0.05
@@ -109,15 +109,16 @@ def resolve_start(source: str) -> str:
 
 
 def quick_task_data(task, tokenizer, max_length: int | None = None):
-    """(train, held_out, labels) of a task in quick mode: its first QUICK_LIMITS records of each split, encoded."""
-    from minibert.finetuning import QUICK_LIMITS, encode_task, task_labels, task_records
+    """(train, held_out, labels) of a task in quick mode: the records, lengths and windows of its quick settings
+    (minibert.finetuning.QUICK), encoded."""
+    from minibert.finetuning import encode_task, run_settings, task_labels, task_records
 
     train_records, held_records = task_records(task, say=lambda *a: None)
     labels = task_labels(task, train_records, held_records)
-    n_train, n_held = QUICK_LIMITS.get(task.name, QUICK_LIMITS[task.kind])
-    max_length = max_length or QUICK_FINETUNING["max_length"]
-    train = encode_task(task, train_records[:n_train], tokenizer, labels, max_length, 64, training=True)
-    held = encode_task(task, held_records[:n_held], tokenizer, labels, max_length, 64, training=False)
+    s = run_settings(task, quick=True)
+    max_length = max_length or s.max_length
+    train = encode_task(task, train_records[:s.train_limit], tokenizer, labels, max_length, s.stride, training=True)
+    held = encode_task(task, held_records[:s.eval_limit], tokenizer, labels, max_length, s.stride, training=False)
     return train, held, labels
 
 
@@ -127,7 +128,7 @@ def random_vs_course(task, feature_based: bool = False, epochs: float | None = N
     the task's quick slices.
     feature_based=True adds both starts with the encoder frozen. Returns {start name: held-out metrics}, with the
     task's baseline (majority class, all O, empty answer) under "baseline"."""
-    from minibert.finetuning import baseline_metrics, compare_starts
+    from minibert.finetuning import baseline_metrics, compare_starts, run_settings
     from minibert.tokenizer import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer.from_vocab_file(course_folder() / "vocab.txt")
@@ -138,7 +139,8 @@ def random_vs_course(task, feature_based: bool = False, epochs: float | None = N
         starts |= {f"{name}, feature-based": (source, dict(lr=lr, feature_based=True))
                    for name, (source, _) in list(starts.items())}
     runs = compare_starts(task, train, held, tokenizer, starts, labels=labels if task.kind != "qa" else None,
-                          epochs=epochs or QUICK_FINETUNING["epochs"], batch_size=QUICK_FINETUNING["batch_size"],
+                          epochs=epochs or run_settings(task, quick=True).epochs,
+                          batch_size=QUICK_FINETUNING["batch_size"],
                           say=say)
     results = {"baseline": baseline_metrics(held, train)}
     return results | {name: result.best_metrics for name, (result, _) in runs.items()}

@@ -536,9 +536,32 @@ TASKS = {t.name: t for t in [
 ]}
 
 
-# quick mode: slices that train in seconds on a laptop CPU (train records, held-out records), by task kind, and for
-# CMRC2018, whose long contexts (one token per character) give four windows per question
-QUICK_LIMITS = {"classification": (2000, 500), "ner": (1000, 300), "qa": (1000, 300), "cmrc2018": (300, 100)}
+@dataclass(frozen=True)
+class RunSettings:
+    """How much of a task a run uses and how long it trains, in quick or full mode. One place for each number: the
+    command line, lessons 07-10 and the course BERT's comparisons all read `run_settings(task, quick)`."""
+
+    train_limit: int | None  # the first N training records (None: all of them)
+    eval_limit: int | None  # the first N held-out records (None: all of them)
+    max_length: int  # tokens per example; for QA, per window of [CLS] question [SEP] paragraph part [SEP]
+    stride: int  # QA: tokens that two neighbouring windows of a long paragraph share
+    epochs: float
+
+
+# quick mode: slices that train in seconds to a minute on a laptop CPU, by task kind, and for CMRC2018, whose long
+# contexts (one token per character) give four windows per question
+QUICK = {"classification": RunSettings(2000, 500, 128, 64, 3), "ner": RunSettings(1000, 300, 128, 64, 3),
+         "qa": RunSettings(1000, 300, 128, 64, 2), "cmrc2018": RunSettings(300, 100, 128, 64, 2)}
+# full mode: every record, and for QA 384-token windows that share 128 tokens (Hugging Face's run_qa.py defaults)
+FULL = {"classification": RunSettings(None, None, 128, 128, 3), "ner": RunSettings(None, None, 128, 128, 3),
+        "qa": RunSettings(None, None, 384, 128, 2)}
+
+
+def run_settings(task: Task | str, quick: bool) -> RunSettings:
+    """The task's quick-mode or full-mode settings (by its name where it has its own, else by its kind)."""
+    task = TASKS[task] if isinstance(task, str) else task
+    table = QUICK if quick else FULL
+    return table.get(task.name, table[task.kind])
 
 
 def task_records(task: Task | str, seed: int = 0, held_out_fraction: float = 0.2, say=print,

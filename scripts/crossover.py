@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from minibert.course_bert import QUICK_FINETUNING, quick_task_data
-from minibert.finetuning import TASKS, finetune, model_for_task
+from minibert.finetuning import TASKS, finetune, model_for_task, run_settings
 from minibert.pretraining import TrainingConfig
 from minibert.runtime import seed_everything
 from minibert.tokenizer import WordPieceTokenizer
@@ -47,13 +48,14 @@ def main() -> None:
             start = time.perf_counter()
             config = TrainingConfig(lr=QUICK_FINETUNING["lr"], batch_size=QUICK_FINETUNING["batch_size"], seed=0,
                                     progress=False)
-            result = finetune(model, train, held, config, epochs=QUICK_FINETUNING["epochs"])
+            result = finetune(model, train, held, config, epochs=run_settings(task, quick=True).epochs)
             point[name] = round(result.best_metrics[task.metric], 4)
             print(f"step {step:>5}: {name} {task.metric} {point[name]:.4f} ({time.perf_counter() - start:.0f} s)",
                   flush=True)
         points.append(point)
     metrics = {name: TASKS[name].metric for name in TASK_NAMES}
-    Path(args.out).write_text(json.dumps({"settings": QUICK_FINETUNING, "metrics": metrics, "points": points},
+    settings = QUICK_FINETUNING | {name: asdict(run_settings(name, quick=True)) for name in TASK_NAMES}
+    Path(args.out).write_text(json.dumps({"settings": settings, "metrics": metrics, "points": points},
                                          indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 

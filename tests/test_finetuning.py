@@ -485,6 +485,26 @@ def test_cli_finetune_prints_dev_metrics(data_dir, tmp_path):
     assert model.labels == ["negative", "positive"]
 
 
+def test_quick_mode_is_defined_once_and_the_command_line_reads_it(data_dir, capsys, monkeypatch):
+    """Issue 14.5: the command line used 300 held-out NER sentences and 192-token QA windows where lesson 09 used 500
+    and lesson 10 128; now both read minibert.finetuning.QUICK (test_notebooks checks that the lessons do)."""
+    from minibert.__main__ import main
+    from minibert.course_bert import quick_task_data
+    from minibert.finetuning import run_settings
+
+    ner, qa = run_settings("conll2003", quick=True), run_settings("squad", quick=True)
+    assert (ner.train_limit, ner.eval_limit, ner.max_length) == (1000, 300, 128)
+    assert (qa.max_length, qa.stride, qa.epochs) == (128, 64, 2)
+    assert run_settings("squad", quick=False).max_length == 384
+    assert run_settings("cmrc2018", quick=True).train_limit == 300  # its own: four windows per question
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert main(["finetune", "conll2003", "--from", "random:tiny", "--set", "hidden_size=64", "--set",
+                 "num_attention_heads=2", "--quick", "--max-steps", "1", "--no-save", "--no-progress"]) == 0
+    assert "conll2003 (quick mode): 1000 training examples" in capsys.readouterr().out
+    train, held, _ = quick_task_data(TASKS["conll2003"], WordPieceTokenizer.from_vocab_file(data.vocab_file()))
+    assert (len(train), len(held)) == (1000, 300)
+
+
 # ------------------------------------------------------------------------------------------ exercise checkers
 
 

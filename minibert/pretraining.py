@@ -770,7 +770,8 @@ def plot_loss_curve(history: list[dict], ax=None, title: str = "Pre-training los
         ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o--", label="held-out loss")
     ax.set_title(title)
     ax.set_xlabel("optimizer step")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no 2.5 on a short run
+    # whole steps only (a short run got ticks at 2.5, 3.5...), spaced as matplotlib's default spaces them
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 5, 10], integer=True))
     ax.set_ylabel("cross-entropy loss (nats)")
     ax.grid(alpha=0.3)
     ax.legend()

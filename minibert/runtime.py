@@ -7,7 +7,9 @@ What it does:
   (Ampere and newer), fp16 with a gradient scaler on older GPUs such as the Colab T4, fp32 on CPU and Apple MPS.
 - `is_quick()` is the one switch for scale: quick mode (tiny sizes, seconds on a laptop CPU) is the default without a
   GPU and whenever `MINIBERT_QUICK=1`; `MINIBERT_QUICK=0` forces full mode.
-- `setup(seed)` does all of the above for a lesson's settings cell and returns a `Settings` record.
+- `setup(seed)` does all of the above for a lesson's settings cell and returns a `Settings` record; its `progress`
+  says whether training shows progress bars (yes, unless `MINIBERT_PROGRESS=0`, which the test suite and the script
+  that stores the lessons' outputs set: a bar's timings differ on every run).
 - `environment_report()`: versions and hardware (`python -m minibert info`), with a warning when `MINIBERT_DATA` is
   set but is not a folder holding the course's datasets (`data_dir_problem()`).
 
@@ -132,6 +134,7 @@ class Settings:
     device: torch.device
     precision: Precision
     data_dir: str | None
+    progress: bool = True  # progress bars while training (tqdm.auto: a widget in a notebook); MINIBERT_PROGRESS=0: none
 
     @property
     def mode(self) -> str:
@@ -158,7 +161,8 @@ def setup(seed: int = 0, verbose: bool = True) -> Settings:
 
     seed_everything(seed)
     device = pick_device()
-    settings = Settings(seed, is_quick(), device, pick_precision(device), data_dir())
+    progress = _env_flag("MINIBERT_PROGRESS")
+    settings = Settings(seed, is_quick(), device, pick_precision(device), data_dir(), progress is not False)
     if verbose:
         print(settings.describe())
     return settings
@@ -214,7 +218,9 @@ def environment_report() -> dict[str, str]:
     """Versions and hardware, for lesson 00 and for bug reports; a "warning" when MINIBERT_DATA is not usable."""
     import importlib.metadata as md
 
-    report = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    from minibert import __version__
+
+    report = {"minibert": __version__, "python": platform.python_version(), "platform": platform.platform(terse=True)}
     for pkg in ("torch", "tokenizers", "safetensors", "numpy", "tqdm", "matplotlib", "ipywidgets", "datasets",
                 "transformers"):
         try:

@@ -50,6 +50,7 @@ def main(argv=None) -> int:
             print("Set MINIBERT_DATA to the course data folder first.", file=sys.stderr)
             return 2
     os.environ["MINIBERT_QUICK"] = "1"
+    os.environ["MINIBERT_PROGRESS"] = "0"  # progress bars show when a learner runs a lesson, not in stored outputs
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     paths = args.notebooks or sorted((ROOT / "lessons").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))

@@ -142,3 +142,18 @@ def test_minibert_info_prints_the_warning(tmp_path):
     out = subprocess.run([sys.executable, "-m", "minibert", "info"], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert f"warning:      MINIBERT_DATA={tmp_path / 'missing'} does not exist" in out
+
+
+def test_environment_report_names_minibert_s_own_version():
+    """The README asks for `python -m minibert info` in bug reports: it must say which minibert (issue 14.8)."""
+    import minibert
+
+    assert runtime.environment_report()["minibert"] == minibert.__version__
+    assert list(runtime.environment_report())[0] == "minibert"
+
+
+def test_progress_bars_are_on_unless_minibert_progress_is_0(monkeypatch):
+    monkeypatch.delenv("MINIBERT_PROGRESS", raising=False)
+    assert runtime.setup(verbose=False).progress is True  # a learner sees training move
+    monkeypatch.setenv("MINIBERT_PROGRESS", "0")  # the test suite and execute_notebooks.py: no timings stored
+    assert runtime.setup(verbose=False).progress is False

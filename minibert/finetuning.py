@@ -376,7 +376,7 @@ def ner_metrics(dataset: TaskDataset, predicted_tags: list[list[str]]) -> dict[s
 def evaluate(model, dataset: TaskDataset, batch_size: int = 64, progress: bool = False, n_best: int | None = None,
              max_answer_length: int = 30) -> dict[str, float]:
     """The task's metrics on a held-out TaskDataset: accuracy and F1 (binary, or macro for more than two classes);
-    entity precision/recall/F1 and word accuracy; or SQuAD exact match and F1 (percent). Plus the mean "loss"."""
+    entity precision/recall/F1 and word accuracy; or SQuAD exact match and F1 (0-1). Plus the mean "loss"."""
     logits, loss = predict(model, dataset, batch_size, progress)
     if dataset.task == "classification":
         result = classification_metrics([it["labels"] for it in dataset.items], [int(x.argmax()) for x in logits],

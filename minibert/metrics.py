@@ -11,10 +11,11 @@ What it does:
   `seqeval.metrics.classification_report` without `mode="strict"` (the tests compare them on thousands of cases).
 - `squad_normalize`, `squad_exact_match`, `squad_f1`, `squad_evaluate(predictions, examples)`: the official SQuAD v1.1
   evaluation: lowercase, remove punctuation, the articles a/an/the and extra whitespace, then exact match and
-  bag-of-words F1, each the best over the gold answers, averaged over questions and reported in percent (0-100), as
-  the official script and the papers do. `chinese=True` (for CMRC2018) counts each CJK character as a word and also
-  removes Chinese punctuation, so that a Chinese answer is not one single "word". Predictions whose ids match no
-  question, and gold answers given as one string instead of a list, are refused too.
+  bag-of-words F1, each the best over the gold answers, averaged over questions; reported as fractions (0-1), like
+  every other score of the course (the official script and the papers print percent: 88.5 there is 0.885 here).
+  `chinese=True` (for CMRC2018) counts each CJK character as a word and also removes Chinese punctuation, so that a
+  Chinese answer is not one single "word". Predictions whose ids match no question, and gold answers given as one
+  string instead of a list, are refused too.
 
 What it leaves out: the strict IOB2/IOBES mode of seqeval, token-level NER metrics beyond accuracy, SQuAD v2's
 no-answer metrics, and CMRC2018's own F1, which uses the longest common substring rather than a bag of characters.
@@ -296,8 +297,9 @@ def squad_f1(prediction: str, truth: str, chinese: bool = False) -> float:
 
 
 def squad_evaluate(predictions: dict[str, str], examples, chinese: bool = False) -> dict[str, float]:
-    """{"exact_match", "f1"} in percent, each the best over an example's gold answers, averaged over `examples`
-    (records with "id" and "answers"). A question without a prediction scores 0, as in the official script, so `{}`
+    """{"exact_match", "f1"} as fractions from 0 to 1 (the official script's percent / 100), each the best over an
+    example's gold answers, averaged over `examples` (records with "id" and "answers"). A question without a
+    prediction scores 0, as in the official script, so `{}`
     scores the empty answer everywhere; but predictions none of whose ids is an example's id are refused."""
     if not isinstance(predictions, dict):
         raise TypeError("predictions must be a dict {example id: predicted answer text}")
@@ -328,4 +330,4 @@ def squad_evaluate(predictions: dict[str, str], examples, chinese: bool = False)
         n += 1
     if n == 0:
         raise ValueError("no examples to score")
-    return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+    return {"exact_match": em / n, "f1": f1 / n}

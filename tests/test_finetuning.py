@@ -441,7 +441,7 @@ def test_qa_quick_run_beats_the_empty_answer(tok):
     result = finetune(model, train, held_out, train_config(lr=2e-3), epochs=1)
     baseline = baseline_metrics(held_out)
     assert baseline["f1"] == 0.0  # (one gold answer of these normalizes to '', so EM is 1/300)
-    assert result.best_metrics["f1"] > baseline["f1"] + 2.0, result.best_metrics
+    assert result.best_metrics["f1"] > baseline["f1"] + 0.02, result.best_metrics  # 2 points of F1, on 0-1
     assert result.best_metrics["loss"] < untrained["loss"] - 1.0, (result.best_metrics, untrained)
 
 

@@ -217,15 +217,15 @@ def test_squad_em_and_f1_by_hand():
     assert squad_f1("new york new york", "new york") == pytest.approx(2 * (2 / 4) * 1 / (2 / 4 + 1))
 
 
-def test_squad_evaluate_takes_the_best_gold_answer_and_averages_in_percent():
+def test_squad_evaluate_takes_the_best_gold_answer_and_averages_as_a_fraction():
     examples = [{"id": "q1", "answers": {"text": ["Denver Broncos", "Broncos"], "answer_start": [0, 7]}},
                 {"id": "q2", "answers": {"text": ["Santa Clara, California"], "answer_start": [0]}},
                 {"id": "q3", "answers": {"text": ["1990"], "answer_start": [0]}}]
     predictions = {"q1": "broncos", "q2": "Santa Clara"}  # q3 has no prediction: it scores 0
     result = squad_evaluate(predictions, examples)
-    assert result["exact_match"] == pytest.approx(100 / 3)
+    assert result["exact_match"] == pytest.approx(1 / 3)  # on 0-1, as accuracy and entity F1 (issue 14.6)
     f1_q2 = 2 * 1 * (2 / 3) / (1 + 2 / 3)
-    assert result["f1"] == pytest.approx(100 * (1 + f1_q2) / 3)
+    assert result["f1"] == pytest.approx((1 + f1_q2) / 3)
 
 
 def test_squad_evaluate_refuses_predictions_that_match_no_question():
@@ -236,8 +236,8 @@ def test_squad_evaluate_refuses_predictions_that_match_no_question():
         squad_evaluate({0: "Denver Broncos", 1: "1990"}, examples)  # keyed by position, not by id
     assert squad_evaluate({}, examples) == {"exact_match": 0.0, "f1": 0.0}  # the empty answer everywhere is valid
     partly = squad_evaluate({"56be4db0": "Broncos", "other": "x"}, examples)  # unanswered questions score 0
-    assert partly["f1"] == pytest.approx(100 * (2 / 3) / 2)
-    assert squad_evaluate({"56be4db0": "Denver Broncos"}, iter(examples))["exact_match"] == 50.0  # any iterable
+    assert partly["f1"] == pytest.approx((2 / 3) / 2)
+    assert squad_evaluate({"56be4db0": "Denver Broncos"}, iter(examples))["exact_match"] == 0.5  # any iterable
 
 
 def test_squad_evaluate_refuses_answers_of_the_wrong_type():

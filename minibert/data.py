@@ -5,7 +5,9 @@ What it does:
   folder (`wikitext-2/valid.txt`, `sst-2/dev.tsv`, `squad-v1.1/dev-v1.1.json`, ...). This is how CI and offline
   classrooms run.
 - Otherwise downloads the real dataset from the Hugging Face hub through the `datasets` library, and converts it to
-  the same records as the local copy, so a lesson cannot tell the two apart.
+  the same records as the local copy, so a lesson cannot tell the two apart. Where the hub has no copy of the very
+  dataset that the local one is, `datasets` reads the local copy's source file from its pinned URL instead
+  (ChnSentiCorp's hotel reviews: the hub's `ChnSentiCorp` datasets are another, balanced 12,000-review collection).
 - Raises `DatasetUnavailableError` saying which dataset, where it looked and how to fix it when it can do neither.
 - `vocab_file(model_name)` finds the real vocab of `bert-base-uncased` or `bert-base-chinese` the same way.
 
@@ -75,6 +77,11 @@ def _read_chnsenticorp(path: Path) -> list[dict]:
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     return [{"sentence": r["review"], "label": int(r["label"])} for r in rows if r["review"]]
+
+
+def _hub_chnsenticorp(row):
+    # the same CSV read by `datasets`: one row's review is empty (None here), and it is skipped, as above
+    return {"sentence": row["review"], "label": int(row["label"])} if row["review"] else None
 
 
 def _read_columns(path: Path, sep: str | None, token: Callable[[str], str] = lambda t: t, tag_col: int = -1):
@@ -149,7 +156,10 @@ class DatasetSpec:
     parse: Callable[[Path], list[dict]] | None  # how to read a local file
     hub: tuple[str, str | None] | None         # (hub id, config) for `datasets.load_dataset`
     hub_splits: dict[str, str] = field(default_factory=dict)  # our split -> hub split
-    convert: Callable[[dict], dict] | None = None  # hub row -> our record
+    convert: Callable[[dict], dict | None] | None = None  # hub row -> our record (None: the row is skipped)
+    # split -> URL of a file that a generic `datasets` builder (hub id "csv", "json"...) reads, where the hub has no
+    # copy of the same dataset: the local copy's own source, pinned to its commit
+    hub_files: dict[str, str] = field(default_factory=dict)
 
 
 def _ner(paths, hub, names, sep=None, token=lambda t: t):
@@ -158,6 +168,8 @@ def _ner(paths, hub, names, sep=None, token=lambda t: t):
 
 
 GLUE = {"train": "train", "validation": "validation"}
+CHNSENTICORP_URL = ("https://raw.githubusercontent.com/SophonPlus/ChineseNlpCorpus/"
+                    "a0b781d72158bde242c0626c9e354d2b328865ff/datasets/ChnSentiCorp_htl_all/ChnSentiCorp_htl_all.csv")
 SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -184,10 +196,14 @@ DATASETS: dict[str, DatasetSpec] = {
         "GLUE RTE entailment (0 entailment, 1 not_entailment)", {"train": "rte/train.tsv", "validation": "rte/dev.tsv"},
         _read_rte, ("nyu-mll/glue", "rte"), GLUE,
         lambda r: {"sentence1": r["sentence1"], "sentence2": r["sentence2"], "label": r["label"]}),
+    # ChnSentiCorp_htl_all: Tan Songbo's hotel reviews, 7,766 rows (5,322 positive, 2,444 negative), one file, no
+    # dev/test split. The hub's "ChnSentiCorp" (lansinuote/, seamew/: 9,600/1,200/1,200, balanced, `text` column) is
+    # another selection, so online the same CSV is read from its GitHub source, at the commit of SOURCES.md.
     "chnsenticorp": DatasetSpec(
-        "ChnSentiCorp Chinese hotel reviews (0 negative, 1 positive)",
+        "ChnSentiCorp_htl_all Chinese hotel reviews (0 negative, 1 positive; one split, no dev set)",
         {"train": "chnsenticorp/ChnSentiCorp_htl_all.csv"}, _read_chnsenticorp,
-        ("lansinuote/ChnSentiCorp", None), SPLITS, lambda r: {"sentence": r["text"], "label": r["label"]}),
+        ("csv", None), {"train": "train"}, _hub_chnsenticorp,
+        hub_files={"train": CHNSENTICORP_URL}),
     "conll2003": DatasetSpec(
         "CoNLL-2003 English NER (BIO: PER, ORG, LOC, MISC)",
         **_ner({"train": "conll2003/train.txt", "validation": "conll2003/valid.txt", "test": "conll2003/test.txt"},
@@ -276,14 +292,19 @@ def _load_cached(name: str, split: str, root: str | None) -> tuple[dict, ...]:
         where.append("could not download it because the `datasets` package is not installed")
         raise DatasetUnavailableError(f"Dataset '{name}' (split '{split}') is not available: "
                                       + "; ".join(where) + ". " + _how_to_fix(name)) from None
+    hub_split = spec.hub_splits[split]
+    files = {"data_files": {hub_split: spec.hub_files[split]}} if split in spec.hub_files else {}
     try:
-        rows = datasets.load_dataset(hub_id, config, split=spec.hub_splits[split])
+        rows = datasets.load_dataset(hub_id, config, split=hub_split, **files)
     except Exception as e:  # offline, hub down, renamed dataset...
-        where.append(f"tried to download '{hub_id}'{f' ({config})' if config else ''} from the Hugging Face hub "
-                     f"and failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+        what = (f"{spec.hub_files[split]} (through `datasets`)" if files
+                else f"'{hub_id}'{f' ({config})' if config else ''} from the Hugging Face hub")
+        where.append(f"tried to download {what} and failed: "
+                     f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
         raise DatasetUnavailableError(f"Dataset '{name}' (split '{split}') is not available: "
                                       + "; ".join(where) + ". " + _how_to_fix(name)) from e
-    return tuple(spec.convert(dict(r)) for r in rows)
+    records = (spec.convert(dict(r)) for r in rows)
+    return tuple(r for r in records if r is not None)
 
 
 def load_dataset(name: str, split: str = "train", limit: int | None = None) -> list[dict]:

@@ -133,23 +133,42 @@ def _functions(nb) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
-def test_every_figure_has_a_title_and_axis_labels(path):
-    nb = nbformat.read(path, as_version=4)
+def _figure_cells(nb, widgets: bool = False):
+    """(cell, its code followed by the notebook functions it calls, and theirs) for each cell with a stored figure,
+    and with `widgets` also each cell that makes a widget (whose figures, if any, are drawn as the learner plays)."""
     functions = _functions(nb)
-    figures = 0
     for cell in nb.cells:
-        if cell.cell_type != "code" or not any("image/png" in o.get("data", {}) for o in cell.outputs):
+        if cell.cell_type != "code":
             continue
-        figures += 1
+        figure = any("image/png" in o.get("data", {}) for o in cell.outputs)
+        if not (figure or widgets and "playground(" in cell.source):
+            continue
         code = cell.source
         for _ in range(2):  # the notebook functions it calls, and theirs
             code += "".join(body for name, body in functions.items() if re.search(rf"\b{name}\(", code))
+        yield cell, code
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_every_figure_has_a_title_and_axis_labels(path):
+    nb = nbformat.read(path, as_version=4)
+    figures = 0
+    for cell, code in _figure_cells(nb):
+        figures += 1
         helper = any(f"{h}(" in code for h in PLOT_HELPERS)
         assert helper or "title" in code, f"a figure without a title: {cell.source[:80]!r}"
         assert helper or "xlabel" in code or "set_yticks" in code, f"unlabelled axes: {cell.source[:80]!r}"
     if "matplotlib" in "".join(c.source for c in nb.cells):
         assert figures, "the lesson imports matplotlib but its stored outputs hold no figure"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_every_heat_map_has_a_colour_bar(path):
+    """An attention map (or any imshow) without a colour bar shows shades of blue that mean nothing."""
+    nb = nbformat.read(path, as_version=4)
+    for cell, code in _figure_cells(nb, widgets=True):
+        if "imshow(" in code:
+            assert "colorbar(" in code, f"a heat map without a colour bar: {cell.source[:80]!r}"
 
 
 def run_notebook(path: Path, allow_errors: bool = False):

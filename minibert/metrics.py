@@ -299,8 +299,8 @@ def squad_f1(prediction: str, truth: str, chinese: bool = False) -> float:
 def squad_evaluate(predictions: dict[str, str], examples, chinese: bool = False) -> dict[str, float]:
     """{"exact_match", "f1"} as fractions from 0 to 1 (the official script's percent / 100), each the best over an
     example's gold answers, averaged over `examples` (records with "id" and "answers"). A question without a
-    prediction scores 0, as in the official script, so `{}`
-    scores the empty answer everywhere; but predictions none of whose ids is an example's id are refused."""
+    prediction scores 0, as in the official script, so `{}` scores the empty answer everywhere; but predictions none
+    of whose ids is an example's id are refused."""
     if not isinstance(predictions, dict):
         raise TypeError("predictions must be a dict {example id: predicted answer text}")
     if isinstance(examples, dict):

@@ -48,6 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from minibert.data import corpus_documents
+from minibert.tokenizer import replace_lone_surrogates
 
 IGNORE_INDEX = -100  # the label of every position the MLM loss must skip (PyTorch's cross_entropy default)
 IS_NEXT, NOT_NEXT = 0, 1  # NSP labels, as in `transformers` and Google's BERT
@@ -193,7 +194,8 @@ def tokenize_documents(documents: Sequence[Sequence[str]], tokenizer, batch_size
     lengths, pieces = [], []
     show = len(sentences) > 100_000 if progress is None else progress
     for i in tqdm(range(0, len(sentences), batch_size), desc="tokenizing", unit="batch", disable=not show):
-        for encoding in fast.encode_batch(sentences[i:i + batch_size], add_special_tokens=False):
+        batch = [replace_lone_surrogates(s) for s in sentences[i:i + batch_size]]  # as WordPieceTokenizer.encode
+        for encoding in fast.encode_batch(batch, add_special_tokens=False):
             lengths.append(len(encoding.ids))
             if encoding.ids:
                 pieces.append(torch.tensor(encoding.ids, dtype=torch.int32))

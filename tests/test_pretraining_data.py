@@ -296,3 +296,12 @@ def test_short_target_lengths_are_drawn_per_document():
     targets = torch.tensor(targets)
     assert 0.04 < (targets < 32).float().mean() < 0.18  # 10% short, minus the few that draw 32
     assert targets.min() >= 2 and targets.max() == 32 and len(targets[targets < 32].unique()) > 5
+
+
+def test_a_lone_surrogate_in_the_corpus_is_dropped_as_encode_drops_it(data_dir):
+    """Tokenizing a corpus goes through the fast path, which raised a TypeError on a lone surrogate (issue 13)."""
+    tok = WordPieceTokenizer.from_vocab_file(data.vocab_file("bert-base-uncased"))
+    corpus = tokenize_documents([["the cat\ud800 sat .", "a dog ran ."], ["hello\udfffworld ."]], tok)
+    expected = [tok.encode(s, add_special_tokens=False).ids for s in ("the cat\ud800 sat .", "a dog ran .",
+                                                                       "hello\udfffworld .")]
+    assert corpus.ids.tolist() == [i for ids in expected for i in ids]

@@ -23,7 +23,7 @@ from minibert.checks.finetuning import (
     check_pair_encoding,
 )
 from minibert.checks.pretraining import check_pretraining_loss
-from minibert.checks.pretraining_data import check_masking
+from minibert.checks.pretraining_data import check_masking, check_nsp_pairs
 from minibert.checks.start_here import check_softmax
 from minibert.checks.wordpiece import check_encode_word, check_pair_score
 from minibert.finetuning import BertForSequenceClassification
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_CHECKERS = [check_softmax, check_pair_score, check_encode_word, check_sinusoidal_position_encoding,
                      check_embeddings, check_scaled_dot_product_attention, check_split_heads, check_merge_heads,
                      check_encoder_block, check_masking, check_pretraining_loss, check_pair_encoding,
-                     check_align_labels, check_best_span]
+                     check_align_labels, check_best_span, check_nsp_pairs]
 CLASS_CHECKERS = [check_encoder_block, check_classification_head]
 
 
@@ -116,3 +116,61 @@ def test_the_generated_stub_of_an_exercise_fails_its_checker_in_one_line():
     with pytest.raises(NotWrittenYet) as failed:
         check_split_heads(namespace["split_heads"])
     _assert_one_line_naming(failed.value, "split_heads")
+
+
+# ------------------------------------------------------------------------------------------ what the new checkers say
+# Each exercise about an idea (issue 15) has a checker that passes the solution, and on a wrong answer names the first
+# mismatch and the usual mistake behind it, without printing the answer.
+
+
+def _nsp_pairs(documents, max_length, cls_id, sep_id, rng, same_document=False, swap=False, truncate="back",
+               every_sentence=False, p_not_next=0.5, first_sentence=False, segment_shift=0):
+    """The exercise's make_nsp_pairs, with one of the usual mistakes switched on."""
+    examples = []
+    for d, document in enumerate(documents):
+        for i in range(len(document) - (0 if every_sentence else 1)):
+            a = list(document[i])
+            if rng.random() < p_not_next or i == len(document) - 1:
+                other = d if same_document else rng.randrange(len(documents) - 1)
+                other += other >= d and not same_document
+                b = list(documents[other][0] if first_sentence else rng.choice(documents[other]))
+                label = 0 if swap else 1
+            else:
+                b, label = list(document[i + 1]), 1 if swap else 0
+            while truncate and len(a) + len(b) > max_length - 3:
+                longer = a if len(a) > len(b) else b
+                longer.pop(0 if truncate == "front" else -1)
+            examples.append(([cls_id, *a, sep_id, *b, sep_id],
+                             [0] * (len(a) + 2 - segment_shift) + [1] * (len(b) + 1 + segment_shift), label))
+    return examples
+
+
+def test_check_nsp_pairs_passes_the_solution(capsys):
+    check_nsp_pairs(_nsp_pairs)
+    assert "✓ make_nsp_pairs looks right" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, said", [
+    (dict(same_document=True), "B comes from A's own document"),
+    (dict(swap=True), "labels are the wrong way round"),
+    (dict(truncate=None), "more than max_length=40"),
+    (dict(truncate="front"), "not the beginning of its sentence"),
+    (dict(every_sentence=True), "The last sentence of a document has no next sentence"),
+    (dict(p_not_next=0.4), "are NotNext, expected 50%"),
+    (dict(p_not_next=0.0), "every pair is IsNext"),
+    (dict(first_sentence=True), "B is always the first sentence of its document"),
+    (dict(segment_shift=1), "the [SEP] that closes A, has segment id 1"),
+], ids=lambda x: ",".join(x) if isinstance(x, dict) else None)
+def test_check_nsp_pairs_names_the_usual_mistakes(mistake, said):
+    with pytest.raises(CheckFailed) as failed:
+        check_nsp_pairs(lambda *args: _nsp_pairs(*args, **mistake))
+    assert said in str(failed.value), str(failed.value)
+    assert not isinstance(failed.value, NotWrittenYet)
+
+
+def test_check_nsp_pairs_wants_every_random_choice_from_rng():
+    import random
+
+    with pytest.raises(CheckFailed, match="draw every random choice"):
+        check_nsp_pairs(lambda documents, max_length, cls_id, sep_id, rng: _nsp_pairs(
+            documents, max_length, cls_id, sep_id, random.Random()))

@@ -29,10 +29,11 @@ import torch
 
 from minibert import data
 from minibert.model import BertConfig, BertForPreTraining
-from minibert.pretraining import build_optimizer, flops_per_token, peak_flops
 from minibert.pretraining_data import PretrainingDataset, documents_from_lines
 from minibert.runtime import pick_device, pick_precision
+from minibert.speed import flops_per_token, peak_flops
 from minibert.tokenizer import WordPieceTokenizer
+from minibert.training import build_optimizer
 
 
 def make_batches(n: int, batch_size: int, seq_len: int, seed: int = 0) -> list[dict]:

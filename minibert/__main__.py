@@ -208,17 +208,13 @@ def _tokenizer(args, train_docs, say):
 def _pretrain(args) -> int:
     import torch
 
+    from minibert.distributed import init_distributed
     from minibert.model import BertForPreTraining
-    from minibert.pretraining import (
-        Trainer,
-        TrainingConfig,
-        evaluate_pretraining,
-        init_distributed,
-        latest_checkpoint,
-        plot_loss_curve,
-    )
+    from minibert.pretraining import evaluate_pretraining, plot_loss_curve
     from minibert.pretraining_data import PretrainingDataset
+    from minibert.resume import latest_checkpoint
     from minibert.runtime import seed_everything
+    from minibert.training import Trainer, TrainingConfig
 
     _bert_config(args, _parse_overrides(args.set))  # a misspelled --config or --set fails now, not after the data
     rank, world_size, _ = init_distributed()
@@ -376,20 +372,12 @@ def _add_pretrain(sub) -> None:
 def _finetune(args) -> int:
     from minibert import data
     from minibert.course_bert import resolve_start
-    from minibert.finetuning import (
-        TASKS,
-        VocabMismatchError,
-        baseline_metrics,
-        encode_task,
-        finetune,
-        model_for_task,
-        run_settings,
-        task_labels,
-        task_records,
-    )
-    from minibert.pretraining import TrainingConfig
+    from minibert.finetuning import baseline_metrics, finetune
+    from minibert.heads import VocabMismatchError
     from minibert.runtime import is_quick, seed_everything
+    from minibert.tasks import TASKS, encode_task, model_for_task, run_settings, task_labels, task_records
     from minibert.tokenizer import WordPieceTokenizer
+    from minibert.training import TrainingConfig
 
     task = TASKS[args.task]
     quick = is_quick() if args.quick is None else args.quick
@@ -472,7 +460,7 @@ def _finetune(args) -> int:
 
 
 def _add_finetune(sub) -> None:
-    from minibert.finetuning import TASKS
+    from minibert.tasks import TASKS
 
     p = sub.add_parser("finetune", help="fine-tune on a task (sst2, conll2003, squad...) and print dev metrics",
                        description="Fine-tune a BERT checkpoint on a task with the course's one Trainer: an evaluation "
@@ -538,7 +526,7 @@ def main(argv=None) -> int:
         parser.error(f"argument --epochs: must be more than 0, got {args.epochs:g}")
     from minibert.checkpoints import CheckpointMismatchError, UnreadableCheckpointError
     from minibert.data import DatasetUnavailableError
-    from minibert.pretraining import ResumeMismatchError
+    from minibert.resume import ResumeMismatchError
 
     try:
         return args.run(args)

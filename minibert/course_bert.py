@@ -111,7 +111,7 @@ def resolve_start(source: str) -> str:
 def quick_task_data(task, tokenizer, max_length: int | None = None):
     """(train, held_out, labels) of a task in quick mode: the records, lengths and windows of its quick settings
     (minibert.finetuning.QUICK), encoded."""
-    from minibert.finetuning import encode_task, run_settings, task_labels, task_records
+    from minibert.tasks import encode_task, run_settings, task_labels, task_records
 
     train_records, held_records = task_records(task, say=lambda *a: None)
     labels = task_labels(task, train_records, held_records)
@@ -128,7 +128,8 @@ def random_vs_course(task, feature_based: bool = False, epochs: float | None = N
     the task's quick slices.
     feature_based=True adds both starts with the encoder frozen. Returns {start name: held-out metrics}, with the
     task's baseline (majority class, all O, empty answer) under "baseline"."""
-    from minibert.finetuning import baseline_metrics, compare_starts, run_settings
+    from minibert.finetuning import baseline_metrics
+    from minibert.tasks import compare_starts, run_settings
     from minibert.tokenizer import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer.from_vocab_file(course_folder() / "vocab.txt")

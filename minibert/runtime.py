@@ -13,7 +13,7 @@ What it does:
 - `environment_report()`: versions and hardware (`python -m minibert info`), with a warning when `MINIBERT_DATA` is
   set but is not a folder holding the course's datasets (`data_dir_problem()`).
 
-What it leaves out: multi-GPU setup (see `minibert.pretraining` for DistributedDataParallel) and TPUs.
+What it leaves out: multi-GPU setup (see `minibert.distributed` for DistributedDataParallel) and TPUs.
 """
 
 from __future__ import annotations

@@ -19,10 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from minibert.course_bert import QUICK_FINETUNING, quick_task_data
-from minibert.finetuning import TASKS, finetune, model_for_task, run_settings
-from minibert.pretraining import TrainingConfig
+from minibert.finetuning import finetune
 from minibert.runtime import seed_everything
+from minibert.tasks import TASKS, model_for_task, run_settings
 from minibert.tokenizer import WordPieceTokenizer
+from minibert.training import TrainingConfig
 
 TASK_NAMES = ("sst2", "conll2003")
 

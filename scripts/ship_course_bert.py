@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from minibert.course_bert import RECIPE
-from minibert.pretraining import latest_checkpoint
+from minibert.resume import latest_checkpoint
 
 LIMIT_BYTES = 5 * 1024 * 1024
 

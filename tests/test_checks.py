@@ -26,7 +26,7 @@ from minibert.checks.pretraining import check_pretraining_loss
 from minibert.checks.pretraining_data import check_masking, check_nsp_pairs
 from minibert.checks.start_here import check_softmax
 from minibert.checks.wordpiece import check_encode_word, check_pair_score
-from minibert.finetuning import BertForSequenceClassification
+from minibert.heads import BertForSequenceClassification
 from minibert.model import EncoderLayer
 
 ROOT = Path(__file__).resolve().parents[1]

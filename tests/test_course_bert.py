@@ -17,8 +17,8 @@ from minibert.course_bert import (
     split_held_out,
     unlabelled_documents,
 )
-from minibert.finetuning import TASKS, compare_starts, encode_task, model_for_task, task_labels, task_records
 from minibert.model import BertForPreTraining
+from minibert.tasks import TASKS, compare_starts, encode_task, model_for_task, task_labels, task_records
 from minibert.tokenizer import WordPieceTokenizer
 
 FOLDER = course_folder()

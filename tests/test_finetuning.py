@@ -13,20 +13,7 @@ import torch
 
 from minibert import data
 from minibert.checks import CheckFailed
-from minibert.finetuning import (
-    TASKS,
-    BertForQuestionAnswering,
-    BertForSequenceClassification,
-    BertForTokenClassification,
-    VocabMismatchError,
-    baseline_metrics,
-    check_vocab,
-    compare_starts,
-    evaluate,
-    finetune,
-    task_labels,
-    task_records,
-)
+from minibert.finetuning import baseline_metrics, evaluate, finetune
 from minibert.finetuning_data import (
     align_labels,
     best_span,
@@ -36,9 +23,17 @@ from minibert.finetuning_data import (
     postprocess_qa,
     prepare_qa_features,
 )
+from minibert.heads import (
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    VocabMismatchError,
+    check_vocab,
+)
 from minibert.model import BertConfig, BertForPreTraining
-from minibert.pretraining import Trainer, TrainingConfig, build_optimizer
+from minibert.tasks import TASKS, compare_starts, task_labels, task_records
 from minibert.tokenizer import WordPieceTokenizer
+from minibert.training import Trainer, TrainingConfig, build_optimizer
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=128)
@@ -490,7 +485,7 @@ def test_quick_mode_is_defined_once_and_the_command_line_reads_it(data_dir, caps
     and lesson 10 128; now both read minibert.finetuning.QUICK (test_notebooks checks that the lessons do)."""
     from minibert.__main__ import main
     from minibert.course_bert import quick_task_data
-    from minibert.finetuning import run_settings
+    from minibert.tasks import run_settings
 
     ner, qa = run_settings("conll2003", quick=True), run_settings("squad", quick=True)
     assert (ner.train_limit, ner.eval_limit, ner.max_length) == (1000, 300, 128)

@@ -18,21 +18,11 @@ import torch.nn.functional as F
 from minibert import data
 from minibert.checkpoints import UnreadableCheckpointError
 from minibert.model import BertConfig, BertForPreTraining
-from minibert.pretraining import (
-    STATE_FILE,
-    ResumeMismatchError,
-    Trainer,
-    TrainingConfig,
-    TrainingDivergedError,
-    build_optimizer,
-    course_checkpoint,
-    evaluate_pretraining,
-    latest_checkpoint,
-    linear_warmup_decay,
-    plot_loss_curve,
-)
+from minibert.pretraining import course_checkpoint, evaluate_pretraining, plot_loss_curve
 from minibert.pretraining_data import IGNORE_INDEX, PretrainingDataset, documents_from_lines
+from minibert.resume import STATE_FILE, ResumeMismatchError, latest_checkpoint
 from minibert.tokenizer import WordPieceTokenizer
+from minibert.training import Trainer, TrainingConfig, TrainingDivergedError, build_optimizer, linear_warmup_decay
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=64)
@@ -233,7 +223,7 @@ def test_evaluation_and_loss_curve(dataset, docs, tok):
 
 
 def test_gradient_accumulation_averages_micro_batches_and_clipping_bounds_the_norm(dataset, tok):
-    from minibert.pretraining import ResumableSampler
+    from minibert.resume import ResumableSampler
 
     no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
@@ -283,10 +273,10 @@ def test_bf16_mixed_precision_trains(dataset, tok):
 def fp16_on_the_cpu(monkeypatch):
     """A T4's path (fp16 autocast + gradient scaler) run on the CPU, which torch allows but the course does not offer
     (pick_precision refuses fp16 there): the same Trainer code a Colab T4 runs."""
-    from minibert import pretraining
+    from minibert import training
     from minibert.runtime import PRECISIONS
 
-    monkeypatch.setattr(pretraining, "pick_precision", lambda device, prefer=None: PRECISIONS["fp16"])
+    monkeypatch.setattr(training, "pick_precision", lambda device, prefer=None: PRECISIONS["fp16"])
 
 
 def test_fp16_with_a_gradient_scaler_trains(dataset, tok, fp16_on_the_cpu):
@@ -328,14 +318,14 @@ def test_fp16_overflowing_steps_are_skipped_without_moving_the_schedule(dataset,
                                         ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 80GB HBM3", 989e12),
                                         ("NVIDIA GeForce RTX 4090", None)])
 def test_peak_flops_finds_the_gpu_by_name(monkeypatch, name, bf16):
-    from minibert.pretraining import peak_flops
+    from minibert.speed import peak_flops
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     assert peak_flops("cuda", "bf16") == bf16  # an unlisted GPU: no MFU rather than a wrong one
 
 
 def test_progress_bar_shows_loss_tokens_per_second_and_mfu(dataset, tok, capsys):
-    from minibert.pretraining import flops_per_token, peak_flops
+    from minibert.speed import flops_per_token, peak_flops
 
     assert peak_flops("cpu", "fp32") is None  # MFU only where the GPU's peak is known
     trainer = Trainer(tiny_model(tok), dataset, config(max_steps=2, log_every=2, progress=True))

@@ -12,8 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minibert.checks import CheckFailed, compare_tensors, passed, reports_stubs
-from minibert.finetuning import BertForSequenceClassification
 from minibert.finetuning_data import align_labels, best_span
+from minibert.heads import BertForSequenceClassification
 from minibert.model import IGNORE_INDEX, BertConfig
 
 # ------------------------------------------------------------------------------------------ classification head

@@ -160,7 +160,7 @@ def _answer_tokens(offsets, start_char: int, end_char: int) -> tuple[int, int] |
 
 
 def _looks_chinese(records) -> bool:
-    from minibert.tokenizer import is_chinese_char
+    from minibert.wordpiece import is_chinese_char
 
     text = "".join(r["context"] for r in records[:50]).replace(" ", "")
     return bool(text) and sum(map(is_chinese_char, text)) > 0.3 * len(text)

@@ -260,7 +260,7 @@ _PUNCTUATION = set(string.punctuation)
 
 
 def _is_cjk(ch: str) -> bool:
-    from minibert.tokenizer import is_chinese_char
+    from minibert.wordpiece import is_chinese_char
 
     return is_chinese_char(ch)
 

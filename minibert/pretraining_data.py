@@ -48,7 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from minibert.data import corpus_documents
-from minibert.tokenizer import replace_lone_surrogates
+from minibert.fast_wordpiece import replace_lone_surrogates
 
 IGNORE_INDEX = -100  # the label of every position the MLM loss must skip (PyTorch's cross_entropy default)
 IS_NEXT, NOT_NEXT = 0, 1  # NSP labels, as in `transformers` and Google's BERT

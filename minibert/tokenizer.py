@@ -1,189 +1,45 @@
-"""WordPiece, BERT's tokenizer, from scratch: normalize, pre-tokenize, train, encode and decode.
+"""The tokenizer object of lesson 01: text in, BERT's inputs out (and back), with a vocab file it reads and writes.
 
 What it does:
-- Normalization as BERT does it, one character at a time: drop NUL, U+FFFD and control characters, turn every
-  whitespace into a space, put spaces around CJK ideographs, and (options) strip accents and lowercase.
-- Pre-tokenization: split on spaces and isolate every punctuation character.
-- Encoding: greedy longest-match-first with `##` continuation pieces. A word becomes `[UNK]` when some part of it
-  matches nothing in the vocab, or when it has more than 100 characters.
-- `[CLS] A [SEP] B [SEP]` with token type ids, attention mask, truncation (longest first), padding, and for every
-  token its character offsets in the original text and the index of the word it came from.
-- Training: WordPiece with the likelihood score freq(ab) / (freq(a) * freq(b)), incremental pair counts, ties broken
-  by the pair itself so the same corpus always gives the same vocab. Vocabs are saved in BERT's `vocab.txt` format.
-- `.fast`: the same tokenizer as a Rust `tokenizers.Tokenizer`, which `encode_batch` uses. It gives the same ids,
-  tokens and offsets as the pure-Python encoder (the tests check it on every line of the course's corpora).
-  `encode_batch` first replaces lone surrogates, which Rust cannot take, by U+FFFD: normalization drops both.
+- `WordPieceTokenizer.encode(text, pair=None)`: `[CLS] A [SEP] B [SEP]` with token type ids, attention mask,
+  truncation (longest first), padding, and for every token its character offsets in the original text and the
+  index of the word it came from; `decode` goes back. The pieces come from `minibert.wordpiece` (normalization,
+  pre-tokenization, greedy longest match).
+- `encode_batch`: the same encodings from the Rust twin built by `minibert.fast_wordpiece` (tested equal).
+- `from_vocab_file` / `save_vocab`: BERT's `vocab.txt`; `from_pretrained("bert-base-uncased")`; `train_wordpiece`:
+  a vocab trained on your texts (`minibert.fast_wordpiece.train_vocab_fast`, the same vocab as the textbook
+  `minibert.wordpiece.train_vocab`).
 
     tok = WordPieceTokenizer.from_vocab_file(vocab_file("bert-base-uncased"))
     tok.tokenize("Tokenizers are fun!")   # ['token', '##izer', '##s', 'are', 'fun', '!']
 
-What it leaves out: other subword algorithms (BPE, unigram), stride and overflowing tokens, left padding and left
-truncation, added tokens other than the five special ones. Python's `unicodedata` knows a newer Unicode than the
-Rust tables of `tokenizers`, so characters added to Unicode in the last few years (rare marks and punctuation of
-historic scripts) can be classed differently; every character that was in Unicode 3.2 is treated the same, except
-four that Unicode has re-categorized since (U+166D, U+1734, U+1885, U+1886). The tests check every code point.
+What it leaves out: stride and overflowing tokens, left padding and left truncation, added tokens other than the five
+special ones.
 """
 
 from __future__ import annotations
 
-import heapq
 import operator
 import re
-import string
-import sys
-import unicodedata
-from collections import Counter, defaultdict
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 
-PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
-SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
-PREFIX = "##"  # marks a piece that continues a word
-MAX_INPUT_CHARS_PER_WORD = 100  # longer words become [UNK] (the limit of Google's BERT and Hugging Face)
-
-# --------------------------------------------------------------------------- 1. normalization, one character at a time
-
-# Ideographs that get spaces around them, so that each one is a word. These are the bounds `tokenizers` uses; Google's
-# BERT starts the sixth range at 0x2B820, `tokenizers` at 0x2B920, and we follow `tokenizers` to give the same ids.
-CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-              (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-
-
-def is_whitespace(ch: str) -> bool:
-    """Tab, newline, carriage return and the Unicode separators (Zs, Zl, Zp). They all become a plain space."""
-    return ch in "\t\n\r" or unicodedata.category(ch) in ("Zs", "Zl", "Zp")
-
-
-def is_control(ch: str) -> bool:
-    """Control, format, private-use and surrogate characters (NUL, zero-width space, ...). They are dropped."""
-    return ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs")
-
-
-def is_punctuation(ch: str) -> bool:
-    """Unicode punctuation (P*) and the 32 ASCII symbols such as $ + < = > ^ ` | ~, which BERT also isolates."""
-    return ch in string.punctuation or unicodedata.category(ch).startswith("P")
-
-
-def is_chinese_char(ch: str) -> bool:
-    """A CJK ideograph (Chinese characters, also used in Japanese and Korean); not kana or hangul."""
-    cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
-
-
-def normalize_char(ch: str, lowercase: bool = True, strip_accents: bool | None = None,
-                   tokenize_chinese_chars: bool = True) -> str:
-    """What one character becomes: '' (dropped), ' ', ' 中 ', or itself lowercased and without accents.
-
-    `strip_accents=None` means "strip when lowercasing", as in bert-base-uncased.
-    """
-    if ch == "\ufffd" or is_control(ch):  # U+FFFD is what a decoder writes for broken bytes; NUL is a control
-        return ""
-    if is_whitespace(ch):
-        return " "
-    out = f" {ch} " if tokenize_chinese_chars and is_chinese_char(ch) else ch
-    if lowercase if strip_accents is None else strip_accents:
-        # NFD splits 'é' into 'e' + a combining accent (category Mn), which we then drop
-        out = "".join(c for c in unicodedata.normalize("NFD", out) if unicodedata.category(c) != "Mn")
-    if lowercase:
-        out = "".join(c.lower() for c in out)  # one character at a time: no Greek final-sigma rule, as in BERT
-    return out
-
-
-def normalize(text: str, lowercase: bool = True, strip_accents: bool | None = None,
-              tokenize_chinese_chars: bool = True) -> str:
-    """BERT's normalization of a whole text: every character through `normalize_char`."""
-    return "".join(normalize_char(ch, lowercase, strip_accents, tokenize_chinese_chars) for ch in text)
-
-
-class _CharTable(dict):
-    """A `str.translate` table filled on demand: {code point: fn(character)}."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def __missing__(self, cp: int):
-        value = self[cp] = self.fn(chr(cp))
-        return value
-
-
-@cache
-def _tables(lowercase: bool, strip_accents: bool | None, tokenize_chinese_chars: bool):
-    """Two translate tables: character -> normalized string, and character -> None if that string has length 1."""
-    table = _CharTable(lambda ch: normalize_char(ch, lowercase, strip_accents, tokenize_chinese_chars))
-    resizing = _CharTable(lambda ch: None if len(table[ord(ch)]) == 1 else ch)
-    return table, resizing
-
-
-def _normalize_with_alignment(text: str, tables) -> tuple[str, list[int] | None]:
-    """The normalized text and, for each of its characters, the index of the original character it comes from.
-
-    The alignment is None when every character normalizes to exactly one character (most English text): then the
-    indices are the same. `str.translate` does the work in C; the Python loop only runs for texts that need it.
-    """
-    table, resizing = tables
-    normalized = text.translate(table)
-    if not text.translate(resizing):
-        return normalized, None
-    alignment = []
-    for i, ch in enumerate(text):
-        alignment += [i] * len(table[ord(ch)])
-    return normalized, alignment
-
-
-# ---------------------------------------------------------------------------------------------- 2. pre-tokenization
-
-
-@cache
-def _word_regex() -> re.Pattern:
-    """A run of characters that are neither space nor punctuation, or one punctuation character."""
-    points = [cp for cp in range(sys.maxunicode + 1) if is_punctuation(chr(cp))]
-    ranges, start = [], points[0]
-    for prev, cp in zip(points, points[1:] + [-1]):
-        if cp != prev + 1:
-            ranges.append(f"\\U{start:08x}-\\U{prev:08x}")
-            start = cp
-    punct = "".join(ranges)
-    return re.compile(f"[{punct}]|[^ {punct}]+")
-
-
-def pre_tokenize(normalized: str) -> list[tuple[str, int, int]]:
-    """Split normalized text into words: (word, start, end). Spaces separate words; punctuation is a word alone."""
-    return [(m.group(), m.start(), m.end()) for m in _word_regex().finditer(normalized)]
-
-
-# ------------------------------------------------------------------------------------------ 3. WordPiece, the model
-
-
-def pair_score(freq_ab: int, freq_a: int, freq_b: int) -> float:
-    """WordPiece's training score for merging pieces a and b: how much more often they appear together than chance."""
-    return freq_ab / (freq_a * freq_b)
-
-
-def greedy_longest_match(word: str, vocab, unk_token: str = UNK,
-                         max_input_chars_per_word: int = MAX_INPUT_CHARS_PER_WORD) -> list[str]:
-    """Split one normalized word into vocab pieces, always taking the longest piece that matches.
-
-    Pieces after the first carry the `##` prefix. If some position matches no piece at all, or the word is longer
-    than `max_input_chars_per_word` characters, the whole word is `[unk_token]`.
-    """
-    if len(word) > max_input_chars_per_word:
-        return [unk_token]
-    pieces, start = [], 0
-    while start < len(word):
-        piece = None
-        for end in range(len(word), start, -1):  # longest first
-            candidate = word[start:end] if start == 0 else PREFIX + word[start:end]
-            if candidate in vocab:
-                piece = candidate
-                break
-        if piece is None:
-            return [unk_token]
-        pieces.append(piece)
-        start = end
-    return pieces
-
+from minibert.fast_wordpiece import build_fast_tokenizer, replace_lone_surrogates, train_vocab_fast
+from minibert.wordpiece import (
+    CLS,
+    MAX_INPUT_CHARS_PER_WORD,
+    PAD,
+    PREFIX,
+    SEP,
+    SPECIAL_TOKENS,
+    UNK,
+    char_tables,
+    check_text,
+    greedy_longest_match,
+    normalize_with_alignment,
+    word_regex,
+)
 
 # ---------------------------------------------------------------------------------------------------- 4. the tokenizer
 
@@ -210,11 +66,6 @@ class Encoding:
     def __repr__(self) -> str:
         return "Encoding(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in ENCODING_FIELDS) + ")"
 
-    @classmethod
-    def from_fast(cls, encoding) -> Encoding:
-        """Wrap a `tokenizers.Encoding`: each field is copied to Python the first time it is read."""
-        return _FastEncoding(encoding)
-
 
 ENCODING_FIELDS = ("ids", "tokens", "type_ids", "attention_mask", "offsets", "word_ids")
 
@@ -240,27 +91,6 @@ class _FastEncoding(Encoding):
 # how `tokenizers` tidies each decoded piece (with the space that was put before it)
 _CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
             (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
-
-
-# A lone surrogate (a code point from U+D800 to U+DFFF, e.g. from `bytes.decode(errors="surrogateescape")`, or from
-# JSON's "\ud83d" escape without its partner) is allowed in a Python str but has no UTF-8 form, so the Rust
-# tokenizer refuses the whole text with a TypeError.
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def replace_lone_surrogates(text: str) -> str:
-    """`text` with every lone surrogate replaced by U+FFFD, before it goes to the Rust tokenizer.
-
-    Normalization drops both (a surrogate is a control character, category Cs; U+FFFD marks broken bytes), and each
-    surrogate becomes exactly one character, so the fast path gives the same tokens and the same offsets as `encode`.
-    """
-    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
-
-
-def _check_text(text, name: str) -> None:
-    if not isinstance(text, str):
-        hint = " To encode several texts at once, use encode_batch(texts)." if isinstance(text, (list, tuple)) else ""
-        raise TypeError(f"{name} must be a str, got {type(text).__name__}.{hint}")
 
 
 def _padding_mode(padding, max_length) -> str | None:
@@ -313,7 +143,7 @@ class WordPieceTokenizer:
         self.max_input_chars_per_word = max_input_chars_per_word
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (vocab[t] for t in SPECIAL_TOKENS)
         self.special_ids = {self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id}
-        self._tables = _tables(lowercase, strip_accents, tokenize_chinese_chars)
+        self._tables = char_tables(lowercase, strip_accents, tokenize_chinese_chars)
         # special tokens written in the text ("Paris is the [MASK] of France") are kept whole, longest first
         self._special_re = re.compile("|".join(re.escape(t) for t in sorted(SPECIAL_TOKENS, key=len, reverse=True)))
         self._cache: dict[str, tuple] = {}  # word -> its pieces, the same words come back all the time
@@ -369,7 +199,7 @@ class WordPieceTokenizer:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._tables = _tables(self.lowercase, self.strip_accents, self.tokenize_chinese_chars)
+        self._tables = char_tables(self.lowercase, self.strip_accents, self.tokenize_chinese_chars)
         self._cache, self._fast, self._fast_variants = {}, None, {}
 
     def __repr__(self) -> str:
@@ -403,8 +233,8 @@ class WordPieceTokenizer:
         segments = [(m.start(), m.end()) for m in self._special_re.finditer(text)] + [(len(text), len(text))]
         for special_start, special_end in segments:
             # the ordinary text before a special token: normalize, split into words, split words into pieces
-            normalized, alignment = _normalize_with_alignment(text[pos:special_start], self._tables)
-            for match in _word_regex().finditer(normalized):
+            normalized, alignment = normalize_with_alignment(text[pos:special_start], self._tables)
+            for match in word_regex().finditer(normalized):
                 w = match.start()
                 for token, token_id, start, end in self._word_pieces(match.group()):
                     if alignment is None:  # normalized and original characters are the same
@@ -422,7 +252,7 @@ class WordPieceTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """The token strings of a text, without special tokens: 'Hello!' -> ['hello', '!']."""
-        _check_text(text, "text")
+        check_text(text, "text")
         return [row[1] for row in self._encode_text(text)]
 
     def encode(self, text: str, pair: str | None = None, max_length: int | None = None, padding=False,
@@ -431,9 +261,9 @@ class WordPieceTokenizer:
 
         `padding`: False, True/'longest' (no effect on one text) or 'max_length' (pad with [PAD] to max_length).
         """
-        _check_text(text, "text")
+        check_text(text, "text")
         if pair is not None:
-            _check_text(pair, "pair")
+            check_text(pair, "pair")
         mode = _padding_mode(padding, max_length)
         self._check_max_length(max_length, pair is not None, add_special_tokens)
         first = self._encode_text(text)
@@ -485,13 +315,13 @@ class WordPieceTokenizer:
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
             raise TypeError(f"texts must be a list of str, got {type(texts).__name__}. For one text use encode(text).")
         for i, text in enumerate(texts):
-            _check_text(text, f"texts[{i}]")
+            check_text(text, f"texts[{i}]")
         if pairs is not None:
             if isinstance(pairs, str) or len(pairs) != len(texts):
                 raise ValueError(f"pairs must be a list with one str per text ({len(texts)}), got "
                                  f"{len(pairs) if not isinstance(pairs, str) else 'a str'}.")
             for i, text in enumerate(pairs):
-                _check_text(text, f"pairs[{i}]")
+                check_text(text, f"pairs[{i}]")
         mode = _padding_mode(padding, max_length)
         self._check_max_length(max_length, pairs is not None, add_special_tokens)
         fast = self._fast_with(max_length, mode)
@@ -531,21 +361,8 @@ class WordPieceTokenizer:
     # ------------------------------------------------------------------ the fast path
 
     def to_fast(self):
-        """A new `tokenizers.Tokenizer` with the same vocab and options: BERT's normalizer and pre-tokenizer,
-        the WordPiece model (`##`, the 100-character limit), [CLS]/[SEP] templates and the special tokens."""
-        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-        fast = Tokenizer(models.WordPiece(dict(self.vocab), unk_token=UNK, continuing_subword_prefix=PREFIX,
-                                          max_input_chars_per_word=self.max_input_chars_per_word))
-        fast.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=self.tokenize_chinese_chars,
-                                                     strip_accents=self.strip_accents, lowercase=self.lowercase)
-        fast.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        fast.post_processor = processors.TemplateProcessing(
-            single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
-            special_tokens=[(CLS, self.cls_id), (SEP, self.sep_id)])
-        fast.decoder = decoders.WordPiece(prefix=PREFIX)
-        fast.add_special_tokens(list(SPECIAL_TOKENS))
-        return fast
+        """A new `tokenizers.Tokenizer` with the same vocab and options (minibert.fast_wordpiece)."""
+        return build_fast_tokenizer(self)
 
     @property
     def fast(self):
@@ -570,110 +387,10 @@ class WordPieceTokenizer:
         return self._fast_variants[key]
 
 
-# ------------------------------------------------------------------------------------------------------- 5. training
-
-
-def count_words(texts, lowercase: bool = True, strip_accents: bool | None = None,
-                tokenize_chinese_chars: bool = True) -> Counter:
-    """How often each word (normalized and pre-tokenized as for encoding) appears in `texts`."""
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list (or any iterable) of str, not one str: wrap it as [text].")
-    tables = _tables(lowercase, strip_accents, tokenize_chinese_chars)
-    special_re = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
-    counts = Counter()
-    for i, text in enumerate(texts):
-        _check_text(text, f"texts[{i}]")
-        for part in special_re.split(text):
-            counts.update(_word_regex().findall(_normalize_with_alignment(part, tables)[0]))
-    return counts
-
-
 def train_wordpiece(texts, vocab_size: int, lowercase: bool = True, strip_accents: bool | None = None,
                     tokenize_chinese_chars: bool = True, min_frequency: int = 2) -> WordPieceTokenizer:
-    """Train a WordPiece vocab of `vocab_size` tokens on `texts` and return its tokenizer.
-
-    Start from the special tokens and every character of the corpus (as a first piece 'a' and as a continuation
-    '##a'), then repeatedly merge the adjacent pair (a, b) with the best `pair_score`, among the pairs seen at least
-    `min_frequency` times, until the vocab is full (or no pair is left: then the vocab is smaller). Equal scores go to
-    the smallest pair in string order, so the result never depends on the order of the texts.
-    """
-    if not isinstance(vocab_size, int) or not isinstance(min_frequency, int) or min_frequency < 1:
-        raise ValueError(f"vocab_size and min_frequency must be integers and min_frequency >= 1, got "
-                         f"vocab_size={vocab_size!r}, min_frequency={min_frequency!r}.")
-    counts = count_words(texts, lowercase, strip_accents, tokenize_chinese_chars)
-    words = sorted(counts)
-    splits = [[w[0]] + [PREFIX + c for c in w[1:]] for w in words]  # every word as its characters
-    freqs = [counts[w] for w in words]
-    vocab = list(SPECIAL_TOKENS) + sorted({piece for split in splits for piece in split})
-    if vocab_size < len(vocab):
-        raise ValueError(f"vocab_size={vocab_size} is too small: the {len(SPECIAL_TOKENS)} special tokens and the "
-                         f"{len(vocab) - len(SPECIAL_TOKENS)} characters of this corpus already make {len(vocab)}. "
-                         f"Use vocab_size >= {len(vocab)}.")
-    known = set(vocab)
-
-    # counts kept up to date as merges happen: pieces, adjacent pairs, and where each pair occurs
-    piece_freq, pair_freq = Counter(), Counter()
-    where = defaultdict(set)  # pair -> indices of the words that contain it
-    partners = defaultdict(set)  # piece -> the pairs it is part of
-    for i, (split, freq) in enumerate(zip(splits, freqs)):
-        for piece in split:
-            piece_freq[piece] += freq
-        for pair in zip(split, split[1:]):
-            pair_freq[pair] += freq
-            where[pair].add(i)
-            partners[pair[0]].add(pair)
-            partners[pair[1]].add(pair)
-
-    def score(pair):
-        return pair_score(pair_freq[pair], piece_freq[pair[0]], piece_freq[pair[1]])
-
-    # a heap of (-score, a, b); entries whose score is out of date are skipped when they come out
-    heap = [(-score(p), *p) for p, f in pair_freq.items() if f >= min_frequency]
-    heapq.heapify(heap)
-    while len(vocab) < vocab_size and heap:
-        neg_score, a, b = heapq.heappop(heap)
-        if pair_freq.get((a, b), 0) < min_frequency or -neg_score != score((a, b)):
-            continue
-        merged = a + b[len(PREFIX):]
-        if merged not in known:  # two different pairs can spell the same piece
-            vocab.append(merged)
-            known.add(merged)
-        changed = set()
-        for i in where.pop((a, b), ()):
-            split, freq = splits[i], freqs[i]
-            new, j, n = [], 0, 0
-            while j < len(split):
-                if j + 1 < len(split) and split[j] == a and split[j + 1] == b:
-                    new.append(merged)
-                    j, n = j + 2, n + 1
-                else:
-                    new.append(split[j])
-                    j += 1
-            if n == 0:
-                continue
-            for pair in zip(split, split[1:]):
-                pair_freq[pair] -= freq
-                changed.add(pair)
-            for pair in zip(new, new[1:]):
-                pair_freq[pair] += freq
-                changed.add(pair)
-                where[pair].add(i)
-                partners[pair[0]].add(pair)
-                partners[pair[1]].add(pair)
-            piece_freq[a] -= n * freq
-            piece_freq[b] -= n * freq
-            piece_freq[merged] += n * freq
-            splits[i] = new
-        # pairs whose count changed, and every pair with a or b, whose frequencies went down, get a fresh score
-        for pair in changed | partners[a] | partners[b]:
-            if pair_freq.get(pair, 0) <= 0:
-                pair_freq.pop(pair, None)
-                partners[pair[0]].discard(pair)
-                partners[pair[1]].discard(pair)
-            elif pair_freq[pair] >= min_frequency:
-                heapq.heappush(heap, (-score(pair), *pair))
-        if len(heap) > 4 * len(pair_freq) + 100_000:  # drop the out-of-date entries now and then
-            heap = [(-score(p), *p) for p, f in pair_freq.items() if f >= min_frequency]
-            heapq.heapify(heap)
+    """Train a WordPiece vocab of `vocab_size` tokens on `texts` and return its tokenizer (see
+    `minibert.wordpiece.train_vocab` for the algorithm; this is its fast twin, with the same result)."""
+    vocab = train_vocab_fast(texts, vocab_size, lowercase, strip_accents, tokenize_chinese_chars, min_frequency)
     return WordPieceTokenizer({token: i for i, token in enumerate(vocab)}, lowercase, strip_accents,
                               tokenize_chinese_chars)

@@ -8,7 +8,6 @@ import pickle
 import random
 import sys
 import unicodedata
-from collections import Counter
 
 import pytest
 from tokenizers import BertWordPieceTokenizer
@@ -16,6 +15,7 @@ from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import BertPreTokenizer
 
 from minibert import tokenizer as T
+from minibert import wordpiece as W
 from minibert.checks import CheckFailed
 from minibert.checks.wordpiece import check_encode_word, check_pair_score
 from minibert.data import DatasetUnavailableError, load_dataset, vocab_file
@@ -233,13 +233,13 @@ def test_every_code_point_like_tokenizers():
         normalizer = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip,
                                     lowercase=lowercase)
         expected = normalizer.normalize_str("|".join(chars)).split("|")
-        table = T._tables(lowercase, strip, True)[0]
+        table = W.char_tables(lowercase, strip, True)[0]
         ours = "|".join(chars).translate(table).split("|")
         assert len(ours) == len(expected) == len(chars)
         assert_only_new_characters([c for c, a, b in zip(chars, ours, expected) if a != b], f"lowercase={lowercase}")
     words = BertPreTokenizer().pre_tokenize_str("a" + "a".join(chars) + "a")
     punctuation = {w for w, _ in words if len(w) == 1 and w != "a"}
-    ours = {c for c in chars if T.is_punctuation(c)}
+    ours = {c for c in chars if W.is_punctuation(c)}
     assert_only_new_characters(punctuation ^ ours, "punctuation")
 
 
@@ -360,45 +360,13 @@ def test_chinese_vocab_quirks(chinese):
 TOY = ["hug " * 10 + "pug " * 5 + "pun " * 12 + "bun " * 4 + "hugs " * 5]
 
 
-def naive_train(texts, vocab_size, min_frequency=2):
-    """The textbook algorithm, recounting everything at every step: the reference for the incremental trainer."""
-    counts = T.count_words(texts)
-    splits = {w: [w[0]] + ["##" + c for c in w[1:]] for w in counts}
-    vocab = list(SPECIAL_TOKENS) + sorted({p for s in splits.values() for p in s})
-    while len(vocab) < vocab_size:
-        pieces, pairs = Counter(), Counter()
-        for w, s in splits.items():
-            for p in s:
-                pieces[p] += counts[w]
-            for pair in zip(s, s[1:]):
-                pairs[pair] += counts[w]
-        scored = [(-T.pair_score(f, pieces[a], pieces[b]), a, b) for (a, b), f in pairs.items() if f >= min_frequency]
-        if not scored:
-            break
-        _, a, b = min(scored)
-        merged = a + b[2:]
-        if merged not in vocab:
-            vocab.append(merged)
-        for w, s in splits.items():
-            new, i = [], 0
-            while i < len(s):
-                if i + 1 < len(s) and (s[i], s[i + 1]) == (a, b):
-                    new.append(merged)
-                    i += 2
-                else:
-                    new.append(s[i])
-                    i += 1
-            splits[w] = new
-    return vocab
-
-
 def test_training_matches_the_textbook_algorithm():
     tok = train_wordpiece(TOY, 30)
-    assert tok.id_to_token == naive_train(TOY, 30)
+    assert tok.id_to_token == W.train_vocab(TOY, 30)
     assert tok.id_to_token[:5] == list(SPECIAL_TOKENS)
     lines = [t for t in _data("wikitext-2", "validation", "text")[:200] if t.strip()]
     for size, min_frequency in [(300, 2), (250, 1)]:
-        assert train_wordpiece(lines, size, min_frequency=min_frequency).id_to_token == naive_train(lines, size,
+        assert train_wordpiece(lines, size, min_frequency=min_frequency).id_to_token == W.train_vocab(lines, size,
                                                                                                    min_frequency)
 
 
@@ -474,8 +442,8 @@ def test_errors_say_what_is_wrong(uncased, tmp_path):
 
 
 def test_exercise_checkers():
-    check_pair_score(T.pair_score)
-    check_encode_word(T.greedy_longest_match, n_random_words=100)
+    check_pair_score(W.pair_score)
+    check_encode_word(W.greedy_longest_match, n_random_words=100)
     with pytest.raises(CheckFailed, match="upside down"):
         check_pair_score(lambda ab, a, b: a * b / ab)
     with pytest.raises(CheckFailed, match="sum"):
@@ -499,7 +467,7 @@ def test_exercise_checkers():
     assert "'una'" not in str(info.value)  # says where it differs, not what the answer is
 
     def no_limit(word, vocab):
-        return T.greedy_longest_match(word, vocab, max_input_chars_per_word=10**6)
+        return W.greedy_longest_match(word, vocab, max_input_chars_per_word=10**6)
 
     with pytest.raises(CheckFailed, match="longer than max_chars"):
         check_encode_word(no_limit)

@@ -284,7 +284,8 @@ _PAIR_CASES = [
 
 def _pair_tokenizer():
     """A small WordPiece tokenizer for the checker's sentences, in which some words become several pieces."""
-    from minibert.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer, count_words
+    from minibert.tokenizer import WordPieceTokenizer
+    from minibert.wordpiece import SPECIAL_TOKENS, count_words
 
     split = {"networking": ("network", "##ing"), "unexpected": ("un", "##expected"), "stronger": ("strong", "##er"),
              "international": ("inter", "##national"), "quarterly": ("quarter", "##ly"), "weaker": ("weak", "##er"),
@@ -368,7 +369,7 @@ def check_pair_encoding(fn) -> None:
 def _pair_ids_hint(tokenizer, a, b, max_length, ids, tokens, expected) -> str:
     """What differs first in the ids, and why, without giving the expected ids."""
     from minibert.pretraining_data import google_truncated_lengths
-    from minibert.tokenizer import CLS, SEP
+    from minibert.wordpiece import CLS, SEP
 
     if not ids or tokens[0] != CLS:
         return "the encoding should start with [CLS] (tokenizer.cls_id)."

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import random
 
-from minibert import tokenizer as reference
+from minibert import wordpiece as reference
 from minibert.checks import CheckFailed, compare_sequences, passed, reports_stubs
+from minibert.tokenizer import WordPieceTokenizer
 
 # A toy vocab where greedy longest-match has choices to make: "unaffable" is una ##ff ##able (longest first), not
 # un ##aff ##able, and "unx" is [UNK] although "un" matches.
@@ -89,7 +90,7 @@ def check_encode_word(encode_word, n_random_words: int = 300) -> None:
     try:
         from minibert.data import vocab_file
 
-        vocab = reference.WordPieceTokenizer.from_vocab_file(vocab_file("bert-base-uncased")).vocab
+        vocab = WordPieceTokenizer.from_vocab_file(vocab_file("bert-base-uncased")).vocab
     except Exception as e:  # no data folder and no internet: the toy vocab was checked, say what was skipped
         print(f"(skipped the check with the real bert-base-uncased vocab: {type(e).__name__})")
         passed("encode_word on the toy vocab")

@@ -28,8 +28,9 @@ import warnings
 import torch
 
 from minibert import data
+from minibert.corpus import documents_from_lines
 from minibert.model import BertConfig, BertForPreTraining
-from minibert.pretraining_data import PretrainingDataset, documents_from_lines
+from minibert.pretraining_data import PretrainingDataset
 from minibert.runtime import pick_device, pick_precision
 from minibert.speed import flops_per_token, peak_flops
 from minibert.tokenizer import WordPieceTokenizer

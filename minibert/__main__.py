@@ -95,8 +95,8 @@ def _bert_config(args, overrides: dict):
 def _documents(args, say):
     """Training documents and held-out documents (or None) for --corpus (one name, several name:split, or files)."""
     from minibert import data
+    from minibert.corpus import documents_from_lines
     from minibert.course_bert import parse_source, split_held_out, unlabelled_documents
-    from minibert.pretraining_data import documents_from_lines
 
     corpus = args.corpus
     if len(corpus) > 1 or ":" in corpus[0]:  # a mix: name:split of any dataset (labels dropped) or text files

@@ -52,7 +52,7 @@ def _sst2_sentences(records: list[dict]) -> list[str]:
 def unlabelled_documents(name: str, split: str = "train") -> list[list[str]]:
     """Dataset `name`'s split `split` as documents of sentences, without its labels."""
     from minibert import data
-    from minibert.pretraining_data import documents_from_lines
+    from minibert.corpus import documents_from_lines
 
     records = data.load_dataset(name, split)
     if not records:

@@ -248,7 +248,7 @@ def local_splits(name: str) -> list[str]:
 
 
 def _how_to_fix(name: str) -> str:
-    if local_splits(name):  # the local copy is there, without this split: naming MINIBERT_DATA again would not help
+    if name in DATASETS and local_splits(name):  # the local copy is there, without this split: MINIBERT_DATA is fine
         return (f"How to fix: use a split that the local copy holds ({', '.join(local_splits(name))}; on the command "
                 f"line --split {local_splits(name)[0]}), or connect to the internet once so that it is downloaded.")
     return (f"How to fix: set {ENV_VAR} to a folder that holds a copy of '{name}' in the course's data layout "

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 
 from minibert import data
 from minibert.checkpoints import UnreadableCheckpointError
-from minibert.model import BertConfig, BertForPreTraining
+from minibert.corpus import documents_from_lines
+from minibert.model import IGNORE_INDEX, BertConfig, BertForPreTraining
 from minibert.pretraining import course_checkpoint, evaluate_pretraining, plot_loss_curve
-from minibert.pretraining_data import IGNORE_INDEX, PretrainingDataset, documents_from_lines
+from minibert.pretraining_data import PretrainingDataset
 from minibert.resume import STATE_FILE, ResumeMismatchError, latest_checkpoint
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.training import Trainer, TrainingConfig, TrainingDivergedError, build_optimizer, linear_warmup_decay

@@ -4,17 +4,9 @@ import pytest
 import torch
 
 from minibert import data
-from minibert.pretraining_data import (
-    IGNORE_INDEX,
-    PretrainingDataset,
-    collate,
-    create_pairs,
-    documents_from_lines,
-    mask_tokens,
-    split_sentences,
-    tokenize_documents,
-    vocab_info,
-)
+from minibert.corpus import documents_from_lines, split_sentences, tokenize_documents, vocab_info
+from minibert.model import IGNORE_INDEX
+from minibert.pretraining_data import PretrainingDataset, collate, create_pairs, mask_tokens
 from minibert.tokenizer import WordPieceTokenizer
 
 
@@ -244,7 +236,7 @@ def test_truncation_is_googles_truncate_seq_pair():
 
 def _one_token_sentences(doc_lengths):
     """A corpus whose sentences are one token each and whose token ids are their positions (spans say it all)."""
-    from minibert.pretraining_data import TokenizedCorpus
+    from minibert.corpus import TokenizedCorpus
 
     n = sum(doc_lengths)
     doc_starts = torch.tensor([0, *torch.tensor(doc_lengths).cumsum(0).tolist()])

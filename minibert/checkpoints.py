@@ -21,12 +21,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
-
-if TYPE_CHECKING:
-    from minibert.model import BertConfig
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +64,7 @@ def unreadable_file(path: Path, error: Exception) -> UnreadableCheckpointError:
                                      f"{detail}). {hint}.")
 
 
-def hf_names(config: BertConfig, with_heads: bool) -> tuple[dict[str, str], dict[str, list[str]]]:
+def hf_names(config, with_heads: bool) -> tuple[dict[str, str], dict[str, list[str]]]:
     """minibert name -> Hugging Face name for every saved tensor, and fused qkv name -> [query, key, value] names.
     Everything follows from the config (number of layers); the tied decoder weight is not saved."""
     pre = "bert." if with_heads else ""
@@ -96,16 +92,18 @@ def hf_names(config: BertConfig, with_heads: bool) -> tuple[dict[str, str], dict
     return names, fused
 
 
-def hf_shapes(config: BertConfig, with_heads: bool) -> dict[str, tuple[int, ...]]:
-    """The shape of every Hugging Face tensor, from a model built on the meta device (no memory, no init)."""
-    from minibert.model import BertForPreTraining, BertModel  # here: model.py imports this module
+def hf_shapes(model, with_heads: bool) -> dict[str, tuple[int, ...]]:
+    """The shape of every Hugging Face tensor that `model` (already built from its config) expects."""
+    state = model.state_dict()
+    names, fused = hf_names(model.config, with_heads)
+    shapes = {theirs: tuple(state[mine].shape) for mine, theirs in names.items()}
+    for mine, theirs in fused.items():  # [q | k | v]: each a third of the rows
+        rows, *rest = state[mine].shape
+        shapes.update({t: (rows // 3, *rest) for t in theirs})
+    return shapes
 
-    with torch.device("meta"):
-        model = BertForPreTraining(config) if with_heads else BertModel(config)
-    return {k: tuple(v.shape) for k, v in to_hf_state_dict(model.state_dict(), config, with_heads).items()}
 
-
-def to_hf_state_dict(state: dict, config: BertConfig, with_heads: bool) -> dict[str, torch.Tensor]:
+def to_hf_state_dict(state: dict, config, with_heads: bool) -> dict[str, torch.Tensor]:
     names, fused = hf_names(config, with_heads)
     out = {theirs: state[mine] for mine, theirs in names.items()}
     for mine, theirs in fused.items():
@@ -114,8 +112,10 @@ def to_hf_state_dict(state: dict, config: BertConfig, with_heads: bool) -> dict[
     return {k: v if v.device.type == "meta" else v.detach().to("cpu", copy=True).contiguous() for k, v in out.items()}
 
 
-def from_hf_state_dict(sd: dict, config: BertConfig, with_heads: bool, folder="the checkpoint") -> dict:
-    """Hugging Face tensors -> minibert state dict, after checking names and shapes against the config."""
+def from_hf_state_dict(sd: dict, model, with_heads: bool, folder="the checkpoint") -> dict:
+    """Hugging Face tensors -> a state dict for `model` (a BertModel, or with_heads a BertForPreTraining, built from
+    the folder's config), after checking every name and shape against the model."""
+    config = model.config
     sd = {_new_layer_norm_name(k): v for k, v in sd.items()}
     for buffer in ("embeddings.position_ids", "embeddings.token_type_ids"):  # saved buffers, not weights
         for k in [k for k in sd if k.endswith(buffer)]:
@@ -140,7 +140,7 @@ def from_hf_state_dict(sd: dict, config: BertConfig, with_heads: bool, folder="t
             sd["cls.predictions.bias"] = bias
         elif not torch.equal(bias, sd["cls.predictions.bias"]):
             raise CheckpointMismatchError(folder, hint="cls.predictions.decoder.bias differs from cls.predictions.bias")
-    shapes = hf_shapes(config, with_heads)
+    shapes = hf_shapes(model, with_heads)
     missing = sorted(set(shapes) - set(sd))
     unexpected = sorted(set(sd) - set(shapes))
     mismatched = [(k, tuple(sd[k].shape), shapes[k]) for k in sorted(set(sd) & set(shapes))

@@ -173,7 +173,7 @@ class _TaskModel(nn.Module):
             if prefix + name not in sd:  # Hugging Face token-classification and QA checkpoints have no pooler
                 sd[prefix + name] = fresh[f"bert.{name}"]
                 new.append(f"bert.{name}")
-        model.bert.load_state_dict(from_hf_state_dict(sd, config, with_heads=False, folder=folder))
+        model.bert.load_state_dict(from_hf_state_dict(sd, model.bert, with_heads=False, folder=folder))
         kept = {k: v for k, v in head.items() if k in fresh and tuple(v.shape) == tuple(fresh[k].shape)}
         model.load_state_dict(kept, strict=False)
         new += [k for k in fresh if not k.startswith("bert.") and k not in kept]

@@ -306,7 +306,7 @@ class _Pretrained(nn.Module):
         folder = resolve_folder(name_or_folder)
         config = BertConfig.from_json_file(folder / "config.json")
         model = cls(config)
-        model.load_state_dict(from_hf_state_dict(read_weights(folder), config, cls._hf_prefix == "bert.", folder))
+        model.load_state_dict(from_hf_state_dict(read_weights(folder), model, cls._hf_prefix == "bert.", folder))
         model.set_attention_implementation(attn_implementation)
         return model.eval()
 

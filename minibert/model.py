@@ -209,7 +209,6 @@ class EncoderLayer(nn.Module):
         return x, weights
 
 
-EncoderBlock = EncoderLayer  # the other name lessons use
 
 
 class Encoder(nn.Module):

@@ -58,10 +58,6 @@ def is_quick() -> bool:
     return not torch.cuda.is_available()
 
 
-def mode() -> str:
-    return "quick" if is_quick() else "full"
-
-
 def pick_device(prefer: str | None = None) -> torch.device:
     """The best device here: cuda, then Apple mps, then cpu. `prefer` or MINIBERT_DEVICE overrides."""
     choice = prefer or os.environ.get("MINIBERT_DEVICE")

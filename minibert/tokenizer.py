@@ -186,11 +186,6 @@ class WordPieceTokenizer:
         path.write_text("".join(f"{t if t is not None else ''}\n" for t in self.id_to_token), encoding="utf-8")
         return path
 
-    @classmethod
-    def train(cls, texts, vocab_size: int, **options) -> WordPieceTokenizer:
-        """Train a vocab on `texts`: see `train_wordpiece`."""
-        return train_wordpiece(texts, vocab_size, **options)
-
     def __len__(self) -> int:
         return len(self.vocab)
 

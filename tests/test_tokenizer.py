@@ -385,7 +385,7 @@ def test_training_is_deterministic_and_round_trips(tmp_path):
     for text, e in zip(lines[:300], ref.encode_batch(lines[:300])):
         assert_same(loaded.encode(text), e, "trained vocab")
     assert [e.ids for e in tok.encode_batch(lines[:300])] == [tok.encode(t).ids for t in lines[:300]]
-    cased = WordPieceTokenizer.train(["Hello World hello world"] * 3, 40, lowercase=False)
+    cased = train_wordpiece(["Hello World hello world"] * 3, 40, lowercase=False)
     assert "H" in cased.vocab and cased.lowercase is False
 
 

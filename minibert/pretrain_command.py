@@ -45,7 +45,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 def bert_config(args, overrides: dict):
     """--config: a preset name or a config.json, with the --set overrides; a misspelled name is one line."""
-    from minibert.model import PRESETS, BertConfig
+    from minibert.config import PRESETS, BertConfig
 
     if Path(args.config).is_file():
         return BertConfig(**{**BertConfig.from_json_file(args.config).to_dict(), **overrides})

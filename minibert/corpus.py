@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from minibert.data import corpus_documents
 from minibert.fast_wordpiece import replace_lone_surrogates
 
 # ------------------------------------------------------------------------------------------ text -> documents
@@ -49,7 +48,7 @@ def split_sentences(text: str) -> list[str]:
 def documents_from_lines(lines: Iterable[str | dict], sentences: bool = True) -> list[list[str]]:
     """Lines of a corpus (strings, or `load_dataset` records with a "text" field) -> documents of sentences.
 
-    Documents end at blank lines or WikiText ` = Title = ` headings (see `minibert.data.corpus_documents`);
+    Documents end at blank lines or WikiText ` = Title = ` headings (see `corpus_documents`);
     `sentences=False` keeps each line (paragraph) whole instead of cutting it into sentences.
     """
     lines = [line["text"] if isinstance(line, dict) else line for line in lines]
@@ -185,3 +184,31 @@ def tokenize_documents(documents: Sequence[Sequence[str]], tokenizer, batch_size
         if kept:
             document_starts.append(document_starts[-1] + kept)
     return TokenizedCorpus(ids, torch.tensor(sentence_starts), torch.tensor(document_starts))
+
+
+def corpus_documents(lines: list[str]) -> list[list[str]]:
+    """Split a corpus into documents: blank lines or WikiText top-level headings (` = Title = `) start a new one.
+
+    Returns documents as lists of non-empty lines (each a sentence or paragraph).
+    """
+    documents, current = [], []
+    headings_only = _wikitext_style(lines)
+    for line in lines:
+        text = line.strip()
+        is_title = text.startswith("= ") and text.endswith(" =") and not text.startswith("= =")
+        if not text or is_title:
+            if current and (is_title or not headings_only):
+                documents.append(current)
+                current = []
+            continue
+        if text.startswith("= =") and text.endswith("= ="):
+            continue  # WikiText section headings are not sentences
+        current.append(text)
+    if current:
+        documents.append(current)
+    return documents
+
+
+def _wikitext_style(lines: list[str]) -> bool:
+    """WikiText separates every paragraph by a blank line, so there only headings end a document."""
+    return any(line.strip().startswith("= ") and line.strip().endswith(" =") for line in lines[:50])

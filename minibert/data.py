@@ -337,31 +337,3 @@ def vocab_file(model_name: str = "bert-base-uncased") -> Path:
         raise DatasetUnavailableError(
             f"The vocab of '{model_name}' is not available: {looked}; downloading '{VOCABS[model_name]}/vocab.txt' "
             f"from the Hugging Face hub failed ({type(e).__name__}). " + _how_to_fix(model_name)) from e
-
-
-def corpus_documents(lines: list[str]) -> list[list[str]]:
-    """Split a corpus into documents: blank lines or WikiText top-level headings (` = Title = `) start a new one.
-
-    Returns documents as lists of non-empty lines (each a sentence or paragraph).
-    """
-    documents, current = [], []
-    headings_only = _wikitext_style(lines)
-    for line in lines:
-        text = line.strip()
-        is_title = text.startswith("= ") and text.endswith(" =") and not text.startswith("= =")
-        if not text or is_title:
-            if current and (is_title or not headings_only):
-                documents.append(current)
-                current = []
-            continue
-        if text.startswith("= =") and text.endswith("= ="):
-            continue  # WikiText section headings are not sentences
-        current.append(text)
-    if current:
-        documents.append(current)
-    return documents
-
-
-def _wikitext_style(lines: list[str]) -> bool:
-    """WikiText separates every paragraph by a blank line, so there only headings end a document."""
-    return any(line.strip().startswith("= ") and line.strip().endswith(" =") for line in lines[:50])

@@ -4,6 +4,7 @@ import types
 import pytest
 
 from minibert import data
+from minibert.corpus import corpus_documents
 
 # Record counts as stated in the course data's SOURCES.md (one ChnSentiCorp row has an empty review and is skipped).
 EXPECTED = {
@@ -135,9 +136,9 @@ def test_unavailable_vocab_says_which_where_and_how_to_fix(tmp_path, monkeypatch
 
 def test_corpus_documents_split_on_blank_lines_or_wikitext_titles(data_dir):
     sample = [r["text"] for r in data.load_dataset("bert-sample-text")]
-    docs = data.corpus_documents(sample)
+    docs = corpus_documents(sample)
     assert len(docs) == 3 and all(docs)
-    wiki = data.corpus_documents([r["text"] for r in data.load_dataset("wikitext-2", "validation")])
+    wiki = corpus_documents([r["text"] for r in data.load_dataset("wikitext-2", "validation")])
     assert len(wiki) == 60  # WikiText-2 validation holds 60 articles
     assert not any(line.startswith("=") for doc in wiki for line in doc)
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import operator
 import re
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
+from minibert.encoding import Encoding, FastEncoding
 from minibert.fast_wordpiece import build_fast_tokenizer, replace_lone_surrogates, train_vocab_fast
 from minibert.wordpiece import (
     CLS,
@@ -42,50 +41,6 @@ from minibert.wordpiece import (
 )
 
 # ---------------------------------------------------------------------------------------------------- 4. the tokenizer
-
-
-@dataclass(eq=False, repr=False)
-class Encoding:
-    """One encoded text (or pair), with the field names of `tokenizers.Encoding`."""
-
-    ids: list[int]
-    tokens: list[str]
-    type_ids: list[int]  # 0 for [CLS] A [SEP], 1 for B [SEP]: the "segment" of each token
-    attention_mask: list[int]  # 1 for real tokens, 0 for padding
-    offsets: list[tuple[int, int]]  # (start, end) characters in the original text; (0, 0) for special tokens
-    word_ids: list[int | None]  # which word of its text each token comes from; None for special tokens
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __eq__(self, other) -> bool:
-        if not isinstance(other, Encoding):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in ENCODING_FIELDS)
-
-    def __repr__(self) -> str:
-        return "Encoding(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in ENCODING_FIELDS) + ")"
-
-
-ENCODING_FIELDS = ("ids", "tokens", "type_ids", "attention_mask", "offsets", "word_ids")
-
-
-class _FastEncoding(Encoding):
-    """An Encoding backed by a `tokenizers.Encoding`. Copying all six lists of every encoding of a batch to Python
-    would cost more than the Rust encoding itself, so `encode_batch` copies nothing until a field is used."""
-
-    def __init__(self, encoding):
-        self._encoding = encoding
-
-    ids = cached_property(lambda self: self._encoding.ids)
-    tokens = cached_property(lambda self: self._encoding.tokens)
-    type_ids = cached_property(lambda self: self._encoding.type_ids)
-    attention_mask = cached_property(lambda self: self._encoding.attention_mask)
-    offsets = cached_property(lambda self: self._encoding.offsets)
-    word_ids = cached_property(lambda self: self._encoding.word_ids)
-
-    def __len__(self) -> int:
-        return len(self._encoding)
 
 
 # how `tokenizers` tidies each decoded piece (with the space that was put before it)
@@ -323,7 +278,7 @@ class WordPieceTokenizer:
         texts = [replace_lone_surrogates(t) for t in texts]
         pairs = None if pairs is None else [replace_lone_surrogates(t) for t in pairs]
         inputs = texts if pairs is None else list(zip(texts, pairs))
-        return [_FastEncoding(e) for e in fast.encode_batch(inputs, add_special_tokens=add_special_tokens)]
+        return [FastEncoding(e) for e in fast.encode_batch(inputs, add_special_tokens=add_special_tokens)]
 
     # ------------------------------------------------------------------ decoding
 

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 import torch.nn as nn
 
 from minibert.checks import CheckFailed, NotWrittenYet
@@ -22,7 +24,7 @@ from minibert.checks.finetuning import (
     check_classification_head,
     check_pair_encoding,
 )
-from minibert.checks.pretraining import check_pretraining_loss
+from minibert.checks.pretraining import check_pretraining_loss, check_training_step
 from minibert.checks.pretraining_data import check_masking, check_nsp_pairs
 from minibert.checks.start_here import check_softmax
 from minibert.checks.wordpiece import check_encode_word, check_pair_score
@@ -33,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_CHECKERS = [check_softmax, check_pair_score, check_encode_word, check_sinusoidal_position_encoding,
                      check_embeddings, check_scaled_dot_product_attention, check_split_heads, check_merge_heads,
                      check_encoder_block, check_masking, check_pretraining_loss, check_pair_encoding,
-                     check_align_labels, check_best_span, check_nsp_pairs]
+                     check_align_labels, check_best_span, check_nsp_pairs, check_training_step]
 CLASS_CHECKERS = [check_encoder_block, check_classification_head]
 
 
@@ -169,8 +171,75 @@ def test_check_nsp_pairs_names_the_usual_mistakes(mistake, said):
 
 
 def test_check_nsp_pairs_wants_every_random_choice_from_rng():
-    import random
-
     with pytest.raises(CheckFailed, match="draw every random choice"):
         check_nsp_pairs(lambda documents, max_length, cls_id, sep_id, rng: _nsp_pairs(
             documents, max_length, cls_id, sep_id, random.Random()))
+
+
+def _training_step(order: str):
+    """A training step doing its operations in `order`: F forward, B backward, C clip to max_grad_norm, K clip to 1,
+    S optimizer step, R scheduler step, Z zero_grad."""
+    def training_step(model, batch, optimizer, scheduler, max_grad_norm=1.0):
+        for op in order.split():
+            if op == "F":
+                loss = model(**batch).loss
+            elif op == "B":
+                loss.backward()
+            elif op in "CK":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm if op == "C" else 1.0)
+            elif op == "S":
+                optimizer.step()
+            elif op == "R":
+                scheduler.step()
+            elif op == "Z":
+                optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return training_step
+
+
+@pytest.mark.parametrize("order", ["F B C S R Z", "Z F B C S R Z", "F B C S Z R"])
+def test_check_training_step_passes_the_right_orders(order, capsys):
+    check_training_step(_training_step(order))
+    assert "✓ training_step looks right" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("order, said", [
+    ("F B S C R Z", "optimizer.step() used unclipped gradients"),  # clipping after the step
+    ("F B S R Z", "optimizer.step() used unclipped gradients"),  # no clipping
+    ("F B K S R Z", "clipped to max_grad_norm=0.05 it would be"),  # clipped to another norm
+    ("F B Z C S R", "zero_grad ran after loss.backward() and before optimizer.step()"),
+    ("F B C R S Z", "scheduler.step() ran before optimizer.step()"),
+    ("Z F B C S R", "zero_grad ran before backward, at the start of the step"),
+    ("F B C S R", "the next backward() would add to them"),  # never zeroed: gradients accumulate
+    ("F S B C R Z", "optimizer.step() ran before loss.backward()"),
+    ("F B C S Z", "scheduler.step() was not called"),
+    ("F B C S R R Z", "scheduler.step() ran 2 times"),
+    ("F F B C S R Z", "the model ran 2 times"),
+])
+def test_check_training_step_names_the_operation_out_of_place(order, said):
+    with pytest.raises(CheckFailed) as failed:
+        check_training_step(_training_step(order))
+    assert said in str(failed.value), str(failed.value)
+
+
+def test_check_training_step_compares_weights_and_learning_rate_with_the_reference():
+    def lr_too_high(model, batch, optimizer, scheduler, max_grad_norm=1.0):
+        for group in optimizer.param_groups:
+            group["lr"] *= 1.5  # the right order, the wrong update
+        return _training_step("F B C S R Z")(model, batch, optimizer, scheduler, max_grad_norm)
+
+    with pytest.raises(CheckFailed, match="after your step, .* differs from the reference step's"):
+        check_training_step(lr_too_high)
+
+    def returns_the_tensor(model, batch, optimizer, scheduler, max_grad_norm=1.0):
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        return loss
+
+    with pytest.raises(CheckFailed, match="return loss.item"):
+        check_training_step(returns_the_tensor)

@@ -228,3 +228,19 @@ def test_changing_a_stored_output_makes_nbval_fail(tmp_path):
     failed = subprocess.run([*command, str(bad)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert failed.returncode == 1 and "1 failed" in failed.stdout, failed.stdout[-2000:]
     assert "873" in failed.stdout and "872" in failed.stdout
+
+
+def _code_cells(path: Path) -> list[str]:
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def test_lessons_05_and_06_explain_the_exercises_without_printing_their_answers():
+    """Issue 15: an exercise asks for the idea, not for retyping code printed just above it. Lesson 05 gives the NSP
+    recipe in pseudo-code (no Python that builds pairs from documents), lesson 06 lists the operations of a training
+    step in no particular order (no code cell does the backward pass, clipping, the optimizer step and zero_grad)."""
+    for source in _code_cells(ROOT / "lessons" / "05_pretraining_data.ipynb"):
+        assert not re.search(r"^def \w*(pairs?|truncate\w*)\(", source, flags=re.M), \
+            f"lesson 05 writes out the pairs recipe that exercise 05 asks for: {source[:80]!r}"
+    for source in _code_cells(ROOT / "lessons" / "06_pretraining.ipynb"):
+        step = all(s in source for s in (".backward()", "clip_grad_norm_(", ".step()", "zero_grad("))
+        assert not step, f"lesson 06 writes out the training step that exercise 06 asks for: {source[:80]!r}"

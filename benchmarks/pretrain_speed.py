@@ -30,11 +30,11 @@ import torch
 from minibert import data
 from minibert.corpus import documents_from_lines
 from minibert.model import BertConfig, BertForPreTraining
+from minibert.optimizer import build_optimizer
 from minibert.pretraining_data import PretrainingDataset
 from minibert.runtime import pick_device, pick_precision
 from minibert.speed import flops_per_token, peak_flops
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import build_optimizer
 
 
 def make_batches(n: int, batch_size: int, seq_len: int, seed: int = 0) -> list[dict]:

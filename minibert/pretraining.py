@@ -25,6 +25,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from minibert.distributed import init_distributed  # noqa: F401
+from minibert.optimizer import build_optimizer, linear_warmup_decay  # noqa: F401  (their old home, see below)
 from minibert.resume import STATE_FILE, ResumableSampler, ResumeMismatchError, latest_checkpoint  # noqa: F401
 from minibert.runtime import pick_precision
 from minibert.speed import flops_per_token, peak_flops  # noqa: F401
@@ -32,8 +33,6 @@ from minibert.training import (  # noqa: F401  (their old home: lessons and scri
     Trainer,
     TrainingConfig,
     TrainingDivergedError,
-    build_optimizer,
-    linear_warmup_decay,
 )
 
 COURSE_RUN = "runs/mini"  # where lesson 06 (full mode) and `python -m minibert pretrain --out runs/mini` write

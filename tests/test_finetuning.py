@@ -31,9 +31,10 @@ from minibert.heads import (
     check_vocab,
 )
 from minibert.model import BertConfig, BertForPreTraining
+from minibert.optimizer import build_optimizer
 from minibert.tasks import TASKS, compare_starts, task_labels, task_records
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import Trainer, TrainingConfig, build_optimizer
+from minibert.training import Trainer, TrainingConfig
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=128)

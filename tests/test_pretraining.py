@@ -19,11 +19,12 @@ from minibert import data
 from minibert.checkpoints import UnreadableCheckpointError
 from minibert.corpus import documents_from_lines
 from minibert.model import IGNORE_INDEX, BertConfig, BertForPreTraining
+from minibert.optimizer import build_optimizer, linear_warmup_decay
 from minibert.pretraining import course_checkpoint, evaluate_pretraining, plot_loss_curve
 from minibert.pretraining_data import PretrainingDataset
 from minibert.resume import STATE_FILE, ResumeMismatchError, latest_checkpoint
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import Trainer, TrainingConfig, TrainingDivergedError, build_optimizer, linear_warmup_decay
+from minibert.training import Trainer, TrainingConfig, TrainingDivergedError
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=64)

@@ -22,7 +22,9 @@ from minibert.checks.finetuning import (
     check_align_labels,
     check_best_span,
     check_classification_head,
+    check_entity_scores,
     check_pair_encoding,
+    check_read_entities,
 )
 from minibert.checks.pretraining import check_pretraining_loss, check_training_step
 from minibert.checks.pretraining_data import check_masking, check_nsp_pairs
@@ -35,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_CHECKERS = [check_softmax, check_pair_score, check_encode_word, check_sinusoidal_position_encoding,
                      check_embeddings, check_scaled_dot_product_attention, check_split_heads, check_merge_heads,
                      check_encoder_block, check_masking, check_pretraining_loss, check_pair_encoding,
-                     check_align_labels, check_best_span, check_nsp_pairs, check_training_step]
+                     check_align_labels, check_best_span, check_nsp_pairs, check_training_step,
+                     check_read_entities, check_entity_scores]
 CLASS_CHECKERS = [check_encoder_block, check_classification_head]
 
 
@@ -243,3 +246,69 @@ def test_check_training_step_compares_weights_and_learning_rate_with_the_referen
 
     with pytest.raises(CheckFailed, match="return loss.item"):
         check_training_step(returns_the_tensor)
+
+
+def _read_entities(tags, strict=False, b_continues=False, end_exclusive=False):
+    """The exercise's read_entities, with one of the usual mistakes switched on."""
+    entities, start, kind = [], None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, this = tag.partition("-")
+        continues = (prefix == "I" or b_continues and prefix == "B") and this == kind
+        if start is not None and not continues:
+            entities.append((kind, start, i - 1 + end_exclusive))
+            start = None
+        if prefix == "B" and start is None or prefix == "B" and not b_continues or prefix == "I" and start is None \
+                and not strict:
+            start, kind = i, this
+    return entities
+
+
+def _entity_scores(gold, predicted, per_sentence=False, untyped=False, swapped=False, read=_read_entities):
+    if per_sentence:
+        rows = [_entity_scores([g], [p]) for g, p in zip(gold, predicted) if read(g) or read(p)]
+        return tuple(sum(r[k] for r in rows) / max(1, len(rows)) for k in range(3))
+    key = (lambda n, e: (n, e[1], e[2])) if untyped else (lambda n, e: (n, *e))
+    g = {key(n, e) for n, tags in enumerate(gold) for e in read(tags)}
+    f = {key(n, e) for n, tags in enumerate(predicted) for e in read(tags)}
+    p, r = (len(g & f) / len(f) if f else 0.0), (len(g & f) / len(g) if g else 0.0)
+    return (r, p, 2 * p * r / (p + r) if p + r else 0.0) if swapped else (p, r, 2 * p * r / (p + r) if p + r else 0.0)
+
+
+def test_the_entity_checkers_pass_the_solution(capsys):
+    check_read_entities(_read_entities)
+    check_entity_scores(_entity_scores)
+    out = capsys.readouterr().out
+    assert "✓ read_entities looks right" in out and "✓ entity_scores looks right" in out
+
+
+@pytest.mark.parametrize("mistake, said", [
+    (dict(strict=True), "an I- tag with nothing of its type to continue"),
+    (dict(b_continues=True), "a B- tag always starts a new entity"),
+    (dict(end_exclusive=True), "index of its last word itself (inclusive)"),
+], ids=["I- after O ignored", "B- continues", "end exclusive"])
+def test_check_read_entities_names_the_usual_mistakes(mistake, said):
+    with pytest.raises(CheckFailed) as failed:
+        check_read_entities(lambda tags: _read_entities(tags, **mistake))
+    assert said in str(failed.value), str(failed.value)
+
+
+@pytest.mark.parametrize("mistake, said", [
+    (dict(per_sentence=True), "averaged over sentences"),
+    (dict(untyped=True), "the wrong type counts as correct"),
+    (dict(swapped=True), "precision and recall are swapped"),
+], ids=["per sentence", "type ignored", "swapped"])
+def test_check_entity_scores_names_the_usual_mistakes(mistake, said):
+    with pytest.raises(CheckFailed) as failed:
+        check_entity_scores(lambda gold, predicted: _entity_scores(gold, predicted, **mistake))
+    assert said in str(failed.value), str(failed.value)
+
+
+def test_check_entity_scores_wants_zero_not_a_division_by_zero():
+    def unguarded(gold, predicted):
+        g = {(n, *e) for n, tags in enumerate(gold) for e in _read_entities(tags)}
+        f = {(n, *e) for n, tags in enumerate(predicted) for e in _read_entities(tags)}
+        p, r = len(g & f) / len(f), len(g & f) / len(g)
+        return p, r, 2 * p * r / (p + r)
+
+    with pytest.raises(CheckFailed, match="divided by zero"):
+        check_entity_scores(unguarded)

@@ -14,14 +14,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from minibert.checks import CheckFailed, NotWrittenYet
+from minibert.checks import CheckFailed, NotWrittenYet, time_limit
 from minibert.checks.attention import check_merge_heads, check_scaled_dot_product_attention, check_split_heads
 from minibert.checks.embeddings import check_embeddings, check_sinusoidal_position_encoding
 from minibert.checks.encoder import check_encoder_block
 from minibert.checks.finetuning import (
     check_align_labels,
+    check_best_answer,
     check_best_span,
     check_classification_head,
+    check_context_windows,
     check_entity_scores,
     check_pair_encoding,
     check_read_entities,
@@ -38,7 +40,7 @@ FUNCTION_CHECKERS = [check_softmax, check_pair_score, check_encode_word, check_s
                      check_embeddings, check_scaled_dot_product_attention, check_split_heads, check_merge_heads,
                      check_encoder_block, check_masking, check_pretraining_loss, check_pair_encoding,
                      check_align_labels, check_best_span, check_nsp_pairs, check_training_step,
-                     check_read_entities, check_entity_scores]
+                     check_read_entities, check_entity_scores, check_context_windows, check_best_answer]
 CLASS_CHECKERS = [check_encoder_block, check_classification_head]
 
 
@@ -312,3 +314,83 @@ def test_check_entity_scores_wants_zero_not_a_division_by_zero():
 
     with pytest.raises(CheckFailed, match="divided by zero"):
         check_entity_scores(unguarded)
+
+
+def _context_windows(n_context, n_question, max_length, stride, budget_gap=3, step=None):
+    """The exercise's context_windows; `budget_gap` and `step` give the usual mistakes."""
+    budget = max_length - n_question - budget_gap
+    windows, start = [], 0
+    while True:
+        end = min(start + budget, n_context)
+        windows.append((start, end))
+        if end == n_context:
+            return windows
+        start += budget - stride if step is None else step(budget, stride)
+
+
+def _best_answer(context, features, max_answer_length=30, first_only=False, token_positions=False):
+    from minibert.finetuning_data import best_span
+
+    best_score, answer = None, ""
+    for f in features[:1] if first_only else features:
+        span = best_span(f["start_logits"], f["end_logits"], f["offsets"], max_answer_length)
+        if span is not None and (best_score is None or span[2] > best_score):
+            start, end, best_score = span
+            answer = context[start:end + 1] if token_positions else context[f["offsets"][start][0]:f["offsets"][end][1]]
+    return answer
+
+
+def test_the_question_answering_checkers_pass_the_solution(capsys):
+    check_context_windows(_context_windows)
+    check_best_answer(_best_answer)
+    out = capsys.readouterr().out
+    assert "✓ context_windows looks right" in out and "✓ best_answer looks right" in out
+
+
+@pytest.mark.parametrize("mistake, said", [
+    (dict(budget_gap=0), "more than the 115 that max_length leaves next to [CLS]"),
+    (dict(step=lambda budget, stride: stride or budget), "not the step between window starts"),
+    (dict(step=lambda budget, stride: budget), "neighbouring windows share stride"),
+], ids=["special tokens forgotten", "stride as the step", "no overlap"])
+def test_check_context_windows_names_the_usual_mistakes(mistake, said):
+    with pytest.raises(CheckFailed) as failed:
+        check_context_windows(lambda *args: _context_windows(*args, **mistake))
+    assert said in str(failed.value), str(failed.value)
+
+
+def test_check_context_windows_stops_a_loop_that_never_ends(monkeypatch):
+    import minibert.checks.finetuning as finetuning_checks
+
+    real = finetuning_checks.time_limit
+    monkeypatch.setattr(finetuning_checks, "time_limit", lambda seconds, message: real(0.5, message))
+
+    def never_stops(n_context, n_question, max_length, stride):
+        budget, windows, start = max_length - n_question - 3, [], 0
+        while True:
+            windows.append((start, start + budget))
+            if start + budget == n_context:  # never true when the windows overshoot the end
+                return windows
+            start += budget - stride
+
+    with pytest.raises(CheckFailed, match="Does its loop stop"):
+        check_context_windows(never_stops)
+
+
+def test_time_limit_leaves_a_quick_body_alone_and_stops_a_slow_one():
+    with time_limit(5, "too slow"):
+        total = sum(range(1000))
+    assert total == 499500
+    with pytest.raises(CheckFailed, match="too slow"):
+        with time_limit(0.2, "too slow"):
+            while True:
+                pass
+
+
+@pytest.mark.parametrize("mistake, said", [
+    (dict(first_only=True), "the best span of the first window only"),
+    (dict(token_positions=True), "cut from the context with token positions"),
+], ids=["first window", "token positions"])
+def test_check_best_answer_names_the_usual_mistakes(mistake, said):
+    with pytest.raises(CheckFailed) as failed:
+        check_best_answer(lambda *args, **kwargs: _best_answer(*args, **kwargs, **mistake))
+    assert said in str(failed.value), str(failed.value)

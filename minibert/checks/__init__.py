@@ -11,7 +11,10 @@ What it leaves out: grading and scores (teachers can use nbgrader on the same no
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
+import threading
 from collections.abc import Callable
 
 import torch
@@ -103,3 +106,25 @@ def compare_sequences(name: str, got, expected) -> None:
     if len(got) != len(expected):
         raise CheckFailed(f"{name}: yours has {len(got)} items, expected {len(expected)}; "
                           f"the first {min(len(got), len(expected))} match.")
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, message: str):
+    """Raise CheckFailed(message) when the body runs for more than `seconds`: a learner's loop that never stops gets a
+    message instead of a cell that runs forever. Only where a timer signal can interrupt it (on Unix, in the main
+    thread, where Jupyter runs cells) and no other timer is running; elsewhere there is no limit."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise CheckFailed(message)
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

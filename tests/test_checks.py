@@ -16,20 +16,14 @@ import torch.nn as nn
 
 from minibert.checks import CheckFailed, NotWrittenYet, time_limit
 from minibert.checks.attention import check_merge_heads, check_scaled_dot_product_attention, check_split_heads
+from minibert.checks.classification import check_classification_head
 from minibert.checks.embeddings import check_embeddings, check_sinusoidal_position_encoding
 from minibert.checks.encoder import check_encoder_block
-from minibert.checks.finetuning import (
-    check_align_labels,
-    check_best_answer,
-    check_best_span,
-    check_classification_head,
-    check_context_windows,
-    check_entity_scores,
-    check_pair_encoding,
-    check_read_entities,
-)
+from minibert.checks.ner import check_align_labels, check_entity_scores, check_read_entities
 from minibert.checks.pretraining import check_pretraining_loss, check_training_step
 from minibert.checks.pretraining_data import check_masking, check_nsp_pairs
+from minibert.checks.question_answering import check_best_answer, check_best_span, check_context_windows
+from minibert.checks.sentence_pairs import check_pair_encoding
 from minibert.checks.start_here import check_softmax
 from minibert.checks.wordpiece import check_encode_word, check_pair_score
 from minibert.heads import BertForSequenceClassification
@@ -359,10 +353,10 @@ def test_check_context_windows_names_the_usual_mistakes(mistake, said):
 
 
 def test_check_context_windows_stops_a_loop_that_never_ends(monkeypatch):
-    import minibert.checks.finetuning as finetuning_checks
+    import minibert.checks.question_answering as qa_checks
 
-    real = finetuning_checks.time_limit
-    monkeypatch.setattr(finetuning_checks, "time_limit", lambda seconds, message: real(0.5, message))
+    real = qa_checks.time_limit
+    monkeypatch.setattr(qa_checks, "time_limit", lambda seconds, message: real(0.5, message))
 
     def never_stops(n_context, n_question, max_length, stride):
         budget, windows, start = max_length - n_question - 3, [], 0

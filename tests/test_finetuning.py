@@ -507,7 +507,9 @@ def test_quick_mode_is_defined_once_and_the_command_line_reads_it(data_dir, caps
 def test_checkers_pass_on_the_package_and_fail_on_mistakes(capsys):
     import torch.nn as nn
 
-    from minibert.checks.finetuning import check_align_labels, check_best_span, check_classification_head
+    from minibert.checks.classification import check_classification_head
+    from minibert.checks.ner import check_align_labels
+    from minibert.checks.question_answering import check_best_span
     from minibert.model import BertModel
 
     check_classification_head(BertForSequenceClassification)

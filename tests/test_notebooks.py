@@ -230,6 +230,57 @@ def test_changing_a_stored_output_makes_nbval_fail(tmp_path):
     assert "873" in failed.stdout and "872" in failed.stdout
 
 
+FINETUNING_LESSONS = [p for p in LESSONS if p.name[:2] in {"07", "08", "09", "10"}]
+# what minibert.finetuning.RunSettings defines for each task: records, held-out records, max_length, stride, epochs
+RUN_SETTINGS_NAMES = ("train", "held", "eval", "max_length", "stride", "epoch")
+
+
+def _call_arguments(code: str, name: str) -> list[str]:
+    """The argument text of every call `name(...)` in `code` (parentheses balanced, so calls may span lines)."""
+    found = []
+    for match in re.finditer(rf"\b{re.escape(name)}\(", code):
+        depth, start = 1, match.end()
+        for at in range(start, len(code)):
+            depth += {"(": 1, ")": -1}.get(code[at], 0)
+            if depth == 0:
+                found.append(code[start:at])
+                break
+    return found
+
+
+@pytest.mark.parametrize("path", FINETUNING_LESSONS, ids=lambda p: p.name)
+def test_finetuning_lessons_read_their_sizes_from_run_settings(path):
+    """One place defines each task's quick and full sizes (minibert.finetuning.QUICK and FULL, read by the command line
+    and the course BERT's comparisons): lessons 07-10 read them with run_settings(task, S.quick) in their settings
+    cell, and pick no training or held-out records, max_length, stride or epochs of their own."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    settings = next(source for source in code if "setup(seed=" in source)
+    assert re.search(r"\brun_settings\([^()]*S\.quick\)", settings), "the settings cell: run_settings(task, S.quick)"
+    for source in code:
+        for names, value in re.findall(r"^\s*([A-Za-z_][\w, ]*?)\s*=(?!=)\s*(.+)$", source, flags=re.M):
+            if not any(key in names for key in RUN_SETTINGS_NAMES):
+                continue
+            assert "S.pick(" not in value and not re.match(r"[\d_.]+\s*(#|$)", value), \
+                f"{names} = {value}: read it from run_settings(task, S.quick) instead"
+    for arguments in _call_arguments("\n".join(code), "random_vs_course"):
+        assert not re.search(r"\b(epochs|max_length|stride)\s*=", arguments), \
+            f"random_vs_course({arguments}) overrides what run_settings defines"
+
+
+@pytest.mark.parametrize("path", FINETUNING_LESSONS, ids=lambda p: p.name)
+def test_finetuning_lessons_show_progress_bars_as_the_settings_say(path):
+    """Progress bars show for a learner and stay out of stored outputs: the trainings of lessons 07-10 pass
+    progress=S.progress (setup() reads MINIBERT_PROGRESS), never progress=False."""
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert not re.search(r"\bprogress\s*=\s*False", code), "pass progress=S.progress, not progress=False"
+    calls = _call_arguments(code, "TrainingConfig") + _call_arguments(code, "compare_starts")
+    assert calls, "the lesson trains with TrainingConfig or compare_starts"
+    for arguments in calls:
+        assert re.search(r"\bprogress\s*=\s*S\.progress\b", arguments), f"progress=S.progress missing in ({arguments})"
+
+
 def _code_cells(path: Path) -> list[str]:
     return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
 

@@ -199,15 +199,3 @@ def finetune(model, train: TaskDataset, held_out: TaskDataset, config=None, epoc
     epochs_done = max(trainer.step / steps_per_epoch, 1e-9)
     return FinetuneResult(trainer, history, keep.best_metrics, keep.best_step, steps_per_epoch,
                           (total - timer["eval"]) / epochs_done, timer["eval"])
-
-
-
-def __getattr__(name: str):
-    """The old home of the heads and the task catalogue, for code written before they moved to minibert.heads and
-    minibert.tasks (removed once nothing uses it)."""
-    from minibert import heads, tasks
-
-    for module in (heads, tasks):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module 'minibert.finetuning' has no attribute {name!r}")

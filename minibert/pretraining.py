@@ -24,16 +24,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from minibert.distributed import init_distributed  # noqa: F401
-from minibert.optimizer import build_optimizer, linear_warmup_decay  # noqa: F401  (their old home, see below)
-from minibert.resume import STATE_FILE, ResumableSampler, ResumeMismatchError, latest_checkpoint  # noqa: F401
+from minibert.resume import latest_checkpoint
 from minibert.runtime import pick_precision
-from minibert.speed import flops_per_token, peak_flops  # noqa: F401
-from minibert.training import (  # noqa: F401  (their old home: lessons and scripts import them from here)
-    Trainer,
-    TrainingConfig,
-    TrainingDivergedError,
-)
 
 COURSE_RUN = "runs/mini"  # where lesson 06 (full mode) and `python -m minibert pretrain --out runs/mini` write
 

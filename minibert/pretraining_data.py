@@ -327,13 +327,3 @@ def collate(batch: list[dict], pad_id: int = 0, pad_to_multiple_of: int = 1) -> 
 def padding_fraction(batch: dict[str, torch.Tensor]) -> float:
     """The share of a batch's positions that are padding (compute spent on nothing)."""
     return 1.0 - batch["attention_mask"].float().mean().item()
-
-
-def __getattr__(name: str):
-    """The old home of the text helpers, for code written before they moved to minibert.corpus (removed once nothing
-    uses it)."""
-    from minibert import corpus
-
-    if hasattr(corpus, name):
-        return getattr(corpus, name)
-    raise AttributeError(f"module 'minibert.pretraining_data' has no attribute {name!r}")

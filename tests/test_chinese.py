@@ -7,7 +7,7 @@ import types
 import pytest
 
 from minibert import data
-from minibert.finetuning import TASKS, task_records
+from minibert.tasks import TASKS, task_records
 
 # SOURCES.md of the course data: the local copy is this file of this commit
 CHNSENTICORP_SOURCE = ("SophonPlus/ChineseNlpCorpus/a0b781d72158bde242c0626c9e354d2b328865ff/"

@@ -295,3 +295,11 @@ def test_lessons_05_and_06_explain_the_exercises_without_printing_their_answers(
     for source in _code_cells(ROOT / "lessons" / "06_pretraining.ipynb"):
         step = all(s in source for s in (".backward()", "clip_grad_norm_(", ".step()", "zero_grad("))
         assert not step, f"lesson 06 writes out the training step that exercise 06 asks for: {source[:80]!r}"
+
+
+def test_every_lesson_header_states_its_study_time():
+    """Issue 15: each header gives the study time (reading and exercise, estimated from the lesson's words, lines of
+    code and exercise gaps by scripts/study_time.py) beside the compute time; the row follows the lesson's content."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "study_time.py"), "--check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

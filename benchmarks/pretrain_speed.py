@@ -1,6 +1,6 @@
 """Pre-training speed: a full training step of minibert against `transformers` on the same BERT, data and hardware.
 
-A step is what `minibert.pretraining.Trainer` does: forward in the chosen precision (autocast), MLM + NSP loss,
+A step is what `minibert.training.Trainer` does: forward in the chosen precision (autocast), MLM + NSP loss,
 backward, gradient clipping, AdamW update (fused on CUDA), zero_grad; fp16 goes through a gradient scaler. Both
 models start from the same weights (minibert saves, `transformers.BertForPreTraining` loads with SDPA attention)
 and see the same batches: real WikiText-2 pairs from `minibert.pretraining_data`, padded to the longest of each

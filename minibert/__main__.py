@@ -134,7 +134,7 @@ def _add_finetune(sub) -> None:
     p.add_argument("--vocab", default=None, help="bert-base-uncased, bert-base-chinese or a vocab.txt (default: the "
                    "checkpoint's vocab.txt, else the task's vocab)")
     p.add_argument("--cased", action="store_true", help="do not lowercase (for cased vocabularies)")
-    p.add_argument("--epochs", type=float, default=None, help="default: the task's (minibert.finetuning.QUICK and "
+    p.add_argument("--epochs", type=float, default=None, help="default: the task's (minibert.tasks.QUICK and "
                    "FULL, which the lessons read): 3, QA 2")
     p.add_argument("--max-steps", type=positive, default=None, help="train this many steps instead of --epochs")
     p.add_argument("--batch-size", type=positive, default=32)

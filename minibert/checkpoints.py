@@ -11,7 +11,7 @@ What it does:
   `UnreadableCheckpointError` that names it and the earlier checkpoints beside it. `resolve_folder(name)`: a local
   folder, or a hub name downloaded once by `huggingface_hub`, with an error that says what to do offline.
 
-`BertModel.from_pretrained` / `save_pretrained` (minibert.model) and the task heads (minibert.finetuning) use these.
+`BertModel.from_pretrained` / `save_pretrained` (minibert.model) and the task heads (minibert.heads) use these.
 
 What it leaves out: TensorFlow checkpoints, other architectures' names, and sharded writing.
 """

@@ -32,7 +32,7 @@ RECIPE = ("pretrain --config tiny --set hidden_dropout_prob=0 --set attention_pr
           "--save-every 1000 --keep-checkpoints 100 --log-every 100 --out runs/course")
 # how lessons 07-10 and scripts/crossover.py fine-tune in quick mode, from random weights and from the course BERT
 # alike (measured: 1e-3 fine-tunes the course BERT better than 3e-4 or 1e-4 on SST-2, as it does the random start)
-QUICK_FINETUNING = {"lr": 1e-3, "batch_size": 32}  # the data, lengths and epochs: minibert.finetuning.QUICK
+QUICK_FINETUNING = {"lr": 1e-3, "batch_size": 32}  # the data, lengths and epochs: minibert.tasks.QUICK
 
 SENTENCES_PER_NER_DOCUMENT = 8
 HELD_OUT_FRACTION = 0.05
@@ -110,7 +110,7 @@ def resolve_start(source: str) -> str:
 
 def quick_task_data(task, tokenizer, max_length: int | None = None):
     """(train, held_out, labels) of a task in quick mode: the records, lengths and windows of its quick settings
-    (minibert.finetuning.QUICK), encoded."""
+    (minibert.tasks.QUICK), encoded."""
     from minibert.tasks import encode_task, run_settings, task_labels, task_records
 
     train_records, held_records = task_records(task, say=lambda *a: None)

@@ -14,8 +14,8 @@ What it does:
   `minibert.checkpoints`, which maps the names and checks every shape: any missing, unexpected or wrongly shaped
   weight is an error that lists them all.
 
-What it leaves out: task heads for fine-tuning (`minibert.finetuning`), the pre-training data and loop
-(`minibert.pretraining_data`, `minibert.pretraining`), decoder/cross-attention use, pruned heads, other position
+What it leaves out: task heads for fine-tuning (`minibert.heads`), the pre-training data and loop
+(`minibert.pretraining_data`, `minibert.training`), decoder/cross-attention use, pruned heads, other position
 embedding types, and tanh-approximated GELU.
 
 Shapes: B batch, T sequence length, C hidden size, V vocabulary size, N masked positions in the batch.

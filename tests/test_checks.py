@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from minibert.checks import CheckFailed, NotWrittenYet, time_limit
 from minibert.checks.attention import check_merge_heads, check_scaled_dot_product_attention, check_split_heads
-from minibert.checks.classification import check_classification_head
+from minibert.checks.classification import check_classification_head, check_probe
 from minibert.checks.embeddings import check_embeddings, check_sinusoidal_position_encoding
 from minibert.checks.encoder import check_encoder_block
 from minibert.checks.ner import check_align_labels, check_entity_scores, check_read_entities
@@ -34,7 +34,8 @@ FUNCTION_CHECKERS = [check_softmax, check_pair_score, check_encode_word, check_s
                      check_embeddings, check_scaled_dot_product_attention, check_split_heads, check_merge_heads,
                      check_encoder_block, check_masking, check_pretraining_loss, check_pair_encoding,
                      check_align_labels, check_best_span, check_nsp_pairs, check_training_step,
-                     check_read_entities, check_entity_scores, check_context_windows, check_best_answer]
+                     check_read_entities, check_entity_scores, check_context_windows, check_best_answer,
+                     check_probe]
 CLASS_CHECKERS = [check_encoder_block, check_classification_head]
 
 
@@ -387,4 +388,52 @@ def test_time_limit_leaves_a_quick_body_alone_and_stops_a_slow_one():
 def test_check_best_answer_names_the_usual_mistakes(mistake, said):
     with pytest.raises(CheckFailed) as failed:
         check_best_answer(lambda *args, **kwargs: _best_answer(*args, **kwargs, **mistake))
+    assert said in str(failed.value), str(failed.value)
+
+
+def _train_probe(encoder, head, train, held_out, mistake=None):
+    """The exercise's train_probe; `mistake` switches one of the usual ones on."""
+    import torch.nn.functional as F
+
+    if mistake != "no eval":
+        encoder.eval()
+
+    def vectors(dataset):
+        batch = dataset.collate([dataset[j] for j in range(len(dataset))])
+        with torch.set_grad_enabled(mistake in ("gradients into the encoder", "encoder trains")):
+            out = encoder(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        return out.last_hidden_state[:, 0], batch["labels"]
+
+    x, y = vectors(train)
+    x_held, y_held = vectors(held_out)
+    params = [*head.parameters(), *encoder.parameters()] if mistake == "encoder trains" else head.parameters()
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(1 if mistake in ("gradients into the encoder", "encoder trains") else 300):
+        loss = F.cross_entropy(head(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        accuracy = (head(x if mistake == "training accuracy" else x_held).argmax(-1)
+                    == (y if mistake == "training accuracy" else y_held)).float().mean().item()
+    return accuracy, (y_held == torch.bincount(y).argmax()).float().mean().item()
+
+
+def test_check_probe_passes_the_solution(capsys):
+    check_probe(_train_probe)
+    assert "✓ train_probe looks right" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, said", [
+    ("encoder trains", "the encoder's weights changed"),
+    ("gradients into the encoder", "the backward pass went through the frozen encoder"),
+    ("no eval", "the encoder is still in training mode"),
+    ("training accuracy", "the head's accuracy on the training sentences"),
+])
+def test_check_probe_sees_an_encoder_that_is_not_frozen_and_a_dishonest_score(mistake, said, monkeypatch):
+    import minibert.checks.classification as classification_checks
+
+    monkeypatch.setattr(classification_checks, "PROBE_SIZES", (400, 100))  # each of these fails before any score
+    with pytest.raises(CheckFailed) as failed:
+        check_probe(lambda *args: _train_probe(*args, mistake=mistake))
     assert said in str(failed.value), str(failed.value)

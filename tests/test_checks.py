@@ -20,8 +20,9 @@ from minibert.checks.classification import check_classification_head, check_prob
 from minibert.checks.embeddings import check_embeddings, check_sinusoidal_position_encoding
 from minibert.checks.encoder import check_encoder_block
 from minibert.checks.ner import check_align_labels, check_entity_scores, check_read_entities
+from minibert.checks.nsp_pairs import check_nsp_pairs
 from minibert.checks.pretraining import check_pretraining_loss, check_training_step
-from minibert.checks.pretraining_data import check_masking, check_nsp_pairs
+from minibert.checks.pretraining_data import check_masking
 from minibert.checks.question_answering import check_best_answer, check_best_span, check_context_windows
 from minibert.checks.sentence_pairs import check_pair_encoding
 from minibert.checks.start_here import check_softmax

@@ -230,7 +230,7 @@ def test_changing_a_stored_output_makes_nbval_fail(tmp_path):
     assert "873" in failed.stdout and "872" in failed.stdout
 
 
-FINETUNING_LESSONS = [p for p in LESSONS if p.name[:2] in {"07", "08", "09", "10"}]
+FINETUNING_LESSONS = [p for p in LESSONS if p.name[:2] in {"07", "08", "09", "10", "11"}]
 # what minibert.finetuning.RunSettings defines for each task: records, held-out records, max_length, stride, epochs
 RUN_SETTINGS_NAMES = ("train", "held", "eval", "max_length", "stride", "epoch")
 

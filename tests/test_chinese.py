@@ -82,3 +82,47 @@ def test_chnsenticorp_task_holds_out_a_fifth_of_the_one_file(data_dir):
     assert (len(train), len(held)) == (6212, 1553)
     assert said and "only the 'train' split" in said[0] and "not the published dev set" in said[0]
     assert not {r["sentence"] for r in train} & {r["sentence"] for r in held} - {""}
+
+
+def test_bert_base_chinese_tokenizes_one_character_per_token(data_dir):
+    from minibert.tokenizer import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer.from_pretrained("bert-base-chinese")
+    assert tokenizer.tokenize("这部电影太精彩了!") == list("这部电影太精彩了!")
+    assert tokenizer.tokenize("BERT很强大")[0] == "[UNK]"  # cased, with lowercase Latin pieces only (lesson 11)
+    characters = [t for t in tokenizer.vocab if len(t) == 1 and "\u4e00" <= t <= "\u9fff"]
+    assert len(characters) == 7321 and all("##" + c in tokenizer.vocab for c in characters)
+
+
+def test_whole_word_masking_of_chinese_through_the_twins(data_dir):
+    """Lesson 11's recipe: the characters that continue a word become their '##' twins, mask_tokens(whole_word=True)
+    then hides whole words (character masking and whole_word on plain ids hide parts of words)."""
+    import torch
+
+    from minibert.corpus import vocab_info
+    from minibert.pretraining_data import mask_tokens
+    from minibert.tokenizer import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer.from_pretrained("bert-base-chinese")
+    info = vocab_info(tokenizer)
+    words = ["使用", "语言", "模型", "来", "预测", "下", "一个", "词", "的", "概率", "。"]
+    ids = torch.tensor(tokenizer.encode("".join(words)).ids)
+    word_of = [None] + [w for w, word in enumerate(words) for _ in word] + [None]
+    marked = ids.clone()
+    for i in range(2, len(word_of)):
+        if word_of[i] is not None and word_of[i - 1] == word_of[i]:
+            marked[i] = tokenizer.vocab["##" + tokenizer.id_to_token[int(ids[i])]]
+
+    def partly_hidden(input_ids, whole_word):
+        partly = 0
+        for seed in range(300):
+            _, labels = mask_tokens(input_ids, info, torch.Generator().manual_seed(seed), whole_word=whole_word)
+            chosen = labels != -100
+            assert int(chosen.sum()) == 3  # round(17 * 0.15) either way
+            for w in {word_of[i] for i in range(len(word_of)) if chosen[i]}:
+                hits = [bool(chosen[i]) for i in range(len(word_of)) if word_of[i] == w]
+                partly += not all(hits)
+        return partly
+
+    assert partly_hidden(marked, whole_word=True) == 0
+    assert partly_hidden(ids, whole_word=True) > 100 and partly_hidden(ids, whole_word=False) > 100

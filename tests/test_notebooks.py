@@ -231,7 +231,7 @@ def test_changing_a_stored_output_makes_nbval_fail(tmp_path):
 
 
 FINETUNING_LESSONS = [p for p in LESSONS if p.name[:2] in {"07", "08", "09", "10", "11"}]
-# what minibert.finetuning.RunSettings defines for each task: records, held-out records, max_length, stride, epochs
+# what minibert.tasks.RunSettings defines for each task: records, held-out records, max_length, stride, epochs
 RUN_SETTINGS_NAMES = ("train", "held", "eval", "max_length", "stride", "epoch")
 
 
@@ -250,7 +250,7 @@ def _call_arguments(code: str, name: str) -> list[str]:
 
 @pytest.mark.parametrize("path", FINETUNING_LESSONS, ids=lambda p: p.name)
 def test_finetuning_lessons_read_their_sizes_from_run_settings(path):
-    """One place defines each task's quick and full sizes (minibert.finetuning.QUICK and FULL, read by the command line
+    """One place defines each task's quick and full sizes (minibert.tasks.QUICK and FULL, read by the command line
     and the course BERT's comparisons): lessons 07-10 read them with run_settings(task, S.quick) in their settings
     cell, and pick no training or held-out records, max_length, stride or epochs of their own."""
     nb = nbformat.read(path, as_version=4)

@@ -7,7 +7,7 @@ What it does:
 - Otherwise downloads the real dataset from the Hugging Face hub through the `datasets` library, and converts it to
   the same records as the local copy, so a lesson cannot tell the two apart. Where the hub has no copy of the very
   dataset that the local one is, `datasets` reads the local copy's source file from its pinned URL instead
-  (ChnSentiCorp's hotel reviews: the hub's `ChnSentiCorp` datasets are another, balanced 12,000-review collection).
+  (ChnSentiCorp's hotel reviews: the hub's `ChnSentiCorp` datasets are another collection, of 12,000 reviews).
 - Raises `DatasetUnavailableError` saying which dataset, where it looked and how to fix it when it can do neither.
 - `vocab_file(model_name)` finds the real vocab of `bert-base-uncased` or `bert-base-chinese` the same way.
 
@@ -197,7 +197,7 @@ DATASETS: dict[str, DatasetSpec] = {
         _read_rte, ("nyu-mll/glue", "rte"), GLUE,
         lambda r: {"sentence1": r["sentence1"], "sentence2": r["sentence2"], "label": r["label"]}),
     # ChnSentiCorp_htl_all: Tan Songbo's hotel reviews, 7,766 rows (5,322 positive, 2,444 negative), one file, no
-    # dev/test split. The hub's "ChnSentiCorp" (lansinuote/, seamew/: 9,600/1,200/1,200, balanced, `text` column) is
+    # dev/test split. The hub's "ChnSentiCorp" (lansinuote/, seamew/: 9,600/1,200/1,200 rows, a `text` column) is
     # another selection, so online the same CSV is read from its GitHub source, at the commit of SOURCES.md.
     "chnsenticorp": DatasetSpec(
         "ChnSentiCorp_htl_all Chinese hotel reviews (0 negative, 1 positive; one split, no dev set)",

@@ -15,7 +15,7 @@ CHNSENTICORP_SOURCE = ("SophonPlus/ChineseNlpCorpus/a0b781d72158bde242c0626c9e35
 
 
 def test_chnsenticorp_online_is_the_local_copy_s_own_source():
-    """The hub's "ChnSentiCorp" (9,600/1,200/1,200 balanced reviews, a `text` column) is another dataset than the
+    """The hub's "ChnSentiCorp" (9,600/1,200/1,200 reviews, a `text` column) is another dataset than the
     local ChnSentiCorp_htl_all (7,766 hotel reviews, `label,review`, one file): online, the same file is read."""
     spec = data.DATASETS["chnsenticorp"]
     assert spec.local == {"train": "chnsenticorp/ChnSentiCorp_htl_all.csv"}

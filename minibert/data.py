@@ -141,6 +141,9 @@ def _hub_squad(row):
             "answers": {"text": list(row["answers"]["text"]), "answer_start": list(row["answers"]["answer_start"])}}
 
 
+# the hub's weibo_ner numbers its tags in this order (its ClassLabel: B-, then I-, each sorted, then O)
+WEIBO_TAGS = [f"{bio}-{kind}.{form}" for bio in "BI" for kind in ("GPE", "LOC", "ORG", "PER") for form in ("NAM", "NOM")
+              ] + ["O"]
 CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 WNUT_TAGS = ["O", "B-corporation", "I-corporation", "B-creative-work", "I-creative-work", "B-group", "I-group",
              "B-location", "I-location", "B-person", "I-person", "B-product", "I-product"]
@@ -219,7 +222,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "weibo-ner": DatasetSpec(
         "Weibo NER (Chinese, one character per token, BIO)",
         **_ner({"train": "weibo-ner/weiboNER_2nd_conll.train", "validation": "weibo-ner/weiboNER_2nd_conll.dev",
-                "test": "weibo-ner/weiboNER_2nd_conll.test"}, ("hltcoe/weibo_ner", None), [], sep="\t",
+                "test": "weibo-ner/weiboNER_2nd_conll.test"}, ("hltcoe/weibo_ner", None), WEIBO_TAGS, sep="\t",
                token=lambda t: t[0])),
     "msra-ner": DatasetSpec(
         "MSRA NER (Chinese, one character per token, BIO: PER, ORG, LOC)",

@@ -527,8 +527,10 @@ def test_checkers_pass_on_the_package_and_fail_on_mistakes(capsys):
             h = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state[:, 0]
             return self.classifier(self.dropout(h)), None
 
-    with pytest.raises(CheckFailed, match="pooler_output"):
+    with pytest.raises(CheckFailed, match="pooler_output") as failure:
         check_classification_head(NoPooler)
+    # the paper's C is the [CLS] hidden state itself: a learner who follows it is told so, not that it is wrong
+    assert "paper's C" in str(failure.value) and "Google's code" in str(failure.value)
 
     def every_piece(word_ids, word_labels, label_to_id):
         return [-100 if w is None else label_to_id[word_labels[w]] for w in word_ids]

@@ -119,8 +119,9 @@ def _hint(reference, input_ids, token_type_ids, attention_mask, got, expected) -
     out = bert(input_ids, token_type_ids, attention_mask)
     wrong = {
         "no pooler": (head(out.last_hidden_state[:, 0]),
-                      "you read the [CLS] hidden state directly; BERT's classifier reads `pooler_output` (tanh of a "
-                      "dense layer on [CLS]), which the next-sentence task pre-trained."),
+                      "you read the [CLS] hidden state directly. That is the paper's C (section 4.1), a sound "
+                      "choice; this head follows Google's code and transformers, which first pass it through the "
+                      "pooler (`pooler_output`: tanh of a dense layer, pre-trained by the next-sentence task)."),
         "mean": (head(out.last_hidden_state.mean(1)),
                  "you average the hidden states; use the pooled [CLS] vector (`pooler_output`)."),
         "softmax": (expected.softmax(-1), "you return probabilities; return the logits (no softmax): the loss "

@@ -64,7 +64,8 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--corpus", nargs="+", default=["wikitext-2"], help="a dataset name (wikitext-2, wikitext-103, "
                    "bert-sample-text...) or a text file with blank lines between documents (default: wikitext-2); "
                    "or several name:split (any dataset, labels dropped: sst2:train) and files, mixed, each holding out "
-                   "its last --eval-fraction of documents")
+                   "its last --eval-fraction of documents; name:split*K reads a source's training documents K times "
+                   "(quote it in a shell: 'sst2:train*3')")
     p.add_argument("--split", default=None, help="the dataset split to train on (default: train, or where only a local "
                    "copy without it is at hand, such as WikiText-2's, one of its splits other than --eval-split)")
     p.add_argument("--eval-split", default="validation", help="held-out split of a named dataset (default: "

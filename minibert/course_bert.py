@@ -33,6 +33,9 @@ RECIPE = ("pretrain --config tiny --set hidden_dropout_prob=0 --set attention_pr
 # how lessons 07-10 and scripts/crossover.py fine-tune in quick mode, from random weights and from the course BERT
 # alike (measured: 1e-3 fine-tunes the course BERT better than 3e-4 or 1e-4 on SST-2, as it does the random start)
 QUICK_FINETUNING = {"lr": 1e-3, "batch_size": 32}  # the data, lengths and epochs: minibert.tasks.QUICK
+# feature-based, only the head trains (a linear layer): it takes a larger step. Measured on SST-2's quick slices, the
+# frozen course BERT read through the mean of its token vectors, seed 0: lr 1e-3 0.620, 3e-3 0.666, 1e-2 0.660
+QUICK_FEATURE_BASED = {"lr": 1e-2}
 
 SENTENCES_PER_NER_DOCUMENT = 8
 HELD_OUT_FRACTION = 0.05
@@ -73,19 +76,25 @@ def unlabelled_documents(name: str, split: str = "train") -> list[list[str]]:
     return [[r["sentence"]] for r in records]
 
 
-def parse_source(source: str) -> tuple[str, str]:
-    """'sst2:train' -> ('sst2', 'train'); 'wikitext-2' -> ('wikitext-2', 'train')."""
+def parse_source(source: str) -> tuple[str, str, int]:
+    """'sst2:train' -> ('sst2', 'train', 1); 'sst2:train*3' -> ('sst2', 'train', 3): its training documents
+    three times; 'wikitext-2' -> ('wikitext-2', 'train', 1)."""
+    source, star, times = source.partition("*")
+    if star and not (times.isdigit() and int(times) >= 1):
+        raise ValueError(f"{source}*{times}: after * comes how many times to read it (a whole number, 1 or more)")
     name, _, split = source.partition(":")
-    return name, split or "train"
+    return name, split or "train", int(times) if star else 1
 
 
-def split_held_out(corpora: dict[str, list], fraction: float = HELD_OUT_FRACTION) -> tuple[list, list]:
+def split_held_out(corpora: dict[str, list], fraction: float = HELD_OUT_FRACTION,
+                   times: dict[str, int] | None = None) -> tuple[list, list]:
     """The last `fraction` of each corpus's documents (at least 1 when it has 3 or more) are held out.
-    Returns (training documents, held-out documents), each corpus after the other."""
+    Returns (training documents, held-out documents), each corpus after the other; a corpus of `times` (name: K)
+    gives its training documents K times (its held-out ones once)."""
     train, held = [], []
-    for docs in corpora.values():
+    for name, docs in corpora.items():
         n = max(1, round(len(docs) * fraction)) if len(docs) >= 3 and fraction > 0 else 0
-        train += docs[:len(docs) - n]
+        train += docs[:len(docs) - n] * (times or {}).get(name, 1)
         held += docs[len(docs) - n:]
     return train, held
 
@@ -122,12 +131,16 @@ def quick_task_data(task, tokenizer, max_length: int | None = None):
     return train, held, labels
 
 
-def random_vs_course(task, feature_based: bool = False, epochs: float | None = None, say=print) -> dict:
+def random_vs_course(task, feature_based: bool = False, epochs: float | None = None, say=print,
+                     models: dict | None = None) -> dict:
     """Quick mode's comparison in lessons 07-10: the course BERT's architecture from random weights
     ("random:course") and from the shipped checkpoint ("course"), fine-tuned alike (QUICK_FINETUNING, seed 0) on
     the task's quick slices.
-    feature_based=True adds both starts with the encoder frozen. Returns {start name: held-out metrics}, with the
-    task's baseline (majority class, all O, empty answer) under "baseline"."""
+    feature_based=True adds both starts with the encoder frozen, the head trained at QUICK_FEATURE_BASED's larger
+    lr (a sentence classifier then reads the mean of the token vectors, pooling="mean": the pooler and [CLS] were
+    trained by NSP only). Returns {start name: held-out metrics}, with the task's baseline (majority class, all O,
+    empty answer) under "baseline". `models`, a dict, receives {start name: (fine-tuned model, tokenizer)} for a
+    lesson that asks them more."""
     from minibert.finetuning import baseline_metrics
     from minibert.tasks import compare_starts, run_settings
     from minibert.tokenizer import WordPieceTokenizer
@@ -137,12 +150,16 @@ def random_vs_course(task, feature_based: bool = False, epochs: float | None = N
     lr = QUICK_FINETUNING["lr"]
     starts = {"random weights": ("random:course", dict(lr=lr)), "course BERT": (COURSE_NAME, dict(lr=lr))}
     if feature_based:
-        starts |= {f"{name}, feature-based": (source, dict(lr=lr, feature_based=True))
+        frozen = dict(lr=QUICK_FEATURE_BASED["lr"], feature_based=True) | (
+            {"pooling": "mean"} if task.kind == "classification" else {})
+        starts |= {f"{name}, feature-based": (source, frozen)
                    for name, (source, _) in list(starts.items())}
     runs = compare_starts(task, train, held, tokenizer, starts, labels=labels if task.kind != "qa" else None,
                           epochs=epochs or run_settings(task, quick=True).epochs,
                           batch_size=QUICK_FINETUNING["batch_size"],
                           say=say)
+    if models is not None:
+        models.update({name: (model, tokenizer) for name, (_, model) in runs.items()})
     results = {"baseline": baseline_metrics(held, train)}
     return results | {name: result.best_metrics for name, (result, _) in runs.items()}
 

@@ -115,7 +115,8 @@ class _TaskModel(nn.Module):
     # -------------------------------------------------------------- checkpoints
 
     def _head_config(self) -> dict:
-        extra = {"minibert_head": {"feature_based": self.feature_based, "last_n_layers": self.last_n_layers}}
+        extra = {"minibert_head": {"feature_based": self.feature_based, "last_n_layers": self.last_n_layers,
+                                   "pooling": getattr(self, "pooling", "pooler")}}
         labels = getattr(self, "labels", None)
         if labels is not None:
             extra.update(num_labels=len(labels), id2label={str(i): x for i, x in enumerate(labels)},
@@ -208,6 +209,8 @@ class _TaskModel(nn.Module):
             options["labels"] = [raw["id2label"][str(i)] for i in range(len(raw["id2label"]))]
         if "last_n_layers" in accepted:
             options["last_n_layers"] = int(saved.get("last_n_layers", 1))
+        if "pooling" in accepted:
+            options["pooling"] = saved.get("pooling", "pooler")
         return options
 
 
@@ -234,20 +237,34 @@ def check_vocab(model_or_config, tokenizer, folder=None) -> None:
 
 
 class BertForSequenceClassification(_TaskModel):
-    """One label per sentence (or pair): softmax(W dropout(C) + b), C = the pooled [CLS] vector (B, C)."""
+    """One label per sentence (or pair): softmax(W dropout(v) + b), v (B, C) read from the encoder by `pooling`:
+    "pooler" (the default, Google's code and transformers': tanh(W h_[CLS] + b), pre-trained by NSP), "cls" (the
+    paper's C: the last hidden state of [CLS] itself) or "mean" (the average of the real tokens' last hidden states,
+    what a frozen MLM-trained encoder offers best: lesson 07's feature-based comparison). Only "pooler" is what a
+    `transformers` BertForSequenceClassification computes from a saved folder."""
 
     _heads = ("classifier",)
+    POOLINGS = ("pooler", "cls", "mean")
 
-    def __init__(self, config: BertConfig, num_labels: int = 2, feature_based: bool = False, labels=None):
+    def __init__(self, config: BertConfig, num_labels: int = 2, feature_based: bool = False, labels=None,
+                 pooling: str = "pooler"):
         super().__init__(config)
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"pooling={pooling!r}: use one of {', '.join(map(repr, self.POOLINGS))}")
         self.labels = list(labels) if labels is not None else None
         self.num_labels = len(self.labels) if self.labels is not None else num_labels
+        self.pooling = pooling
         self.classifier = nn.Linear(config.hidden_size, self.num_labels)
         self._init_head(feature_based)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> TaskOutput:
         """labels (B,): class ids. loss: mean cross-entropy."""
-        _, pooled = self._encode(input_ids, token_type_ids, attention_mask)  # (B, C)
+        h, pooled = self._encode(input_ids, token_type_ids, attention_mask)  # (B, T, C), (B, C)
+        if self.pooling == "cls":
+            pooled = h[:, 0]  # (B, C)
+        elif self.pooling == "mean":
+            real = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).unsqueeze(-1)
+            pooled = (h * real).sum(1) / real.sum(1).clamp(min=1)  # (B, C): padding left out
         logits = self.classifier(self.dropout(pooled))  # (B, K)
         loss = None
         if labels is not None:

@@ -63,27 +63,31 @@ def _documents(args, say):
     from minibert.course_bert import parse_source, split_held_out, unlabelled_documents
 
     corpus = args.corpus
-    if len(corpus) > 1 or ":" in corpus[0]:  # a mix: name:split of any dataset (labels dropped) or text files
-        corpora = {}
+    if len(corpus) > 1 or ":" in corpus[0] or "*" in corpus[0]:  # a mix: name:split*K of datasets (no labels), files
+        corpora, times = {}, {}
         for source in corpus:
-            path = Path(source).expanduser()
+            try:
+                name, split, times[source] = parse_source(source)
+            except ValueError as e:
+                raise SystemExit(f"--corpus {e}") from None
+            path = Path(source.partition("*")[0]).expanduser()
             if path.is_file():
                 corpora[source] = documents_from_lines(path.read_text(encoding="utf-8").splitlines())
                 continue
-            name, split = parse_source(source)
             if name not in data.DATASETS:
                 raise SystemExit(f"--corpus {source!r} is neither a dataset name ({', '.join(sorted(data.DATASETS))}"
-                                 f", with an optional :split) nor a text file")
+                                 f", with an optional :split and *times) nor a text file")
             corpora[source] = unlabelled_documents(name, split)
         if args.max_documents:
             corpora = {k: v[:args.max_documents] for k, v in corpora.items()}
         corpora = {k: _cut(v, args) for k, v in corpora.items()}
-        train, held_out = split_held_out(corpora, args.eval_fraction)
+        train, held_out = split_held_out(corpora, args.eval_fraction, times)
         train = _enough_documents(train, " ".join(corpus))
         if len(held_out) < 2:
             say(f"{len(held_out)} held-out document(s): no held-out evaluation (next-sentence pairs need 2)")
             held_out = []
-        say("corpus: " + ", ".join(f"{k} ({len(v):,} documents)" for k, v in corpora.items())
+        say("corpus: " + ", ".join(f"{k} ({len(v):,} documents" + (f", training ones {times[k]} times)" if times[k] > 1
+                                                                   else ")") for k, v in corpora.items())
             + f"; {args.eval_fraction:.0%} of each held out")
         return train, held_out or None
     source = corpus[0]

@@ -150,10 +150,12 @@ def encode_task(task: Task, records, tokenizer, labels, max_length: int = 128, s
 
 
 def model_for_task(task: Task, source: str, tokenizer, labels=None, feature_based: bool = False,
-                   last_n_layers: int = 1, overrides: dict | None = None, verbose: bool = True):
+                   last_n_layers: int = 1, overrides: dict | None = None, verbose: bool = True,
+                   pooling: str | None = None):
     """The task's model from `source`: a checkpoint folder, a hub name, "course" (the course's shipped small BERT), or
     "random:PRESET" (tiny, mini..., a config.json, or "random:course": the course BERT's configuration) for a randomly
-    initialised encoder sized for `tokenizer`'s vocab."""
+    initialised encoder sized for `tokenizer`'s vocab. `pooling` (sentence tasks only): what the classifier reads,
+    see BertForSequenceClassification."""
     from minibert.course_bert import resolve_start
 
     source = resolve_start(str(source))
@@ -164,6 +166,10 @@ def model_for_task(task: Task, source: str, tokenizer, labels=None, feature_base
         options["last_n_layers"] = last_n_layers
     if task.kind != "qa":
         options["labels"] = labels
+    if pooling is not None:
+        if task.kind != "classification":
+            raise ValueError(f"pooling={pooling!r} is for sentence tasks; {task.name} labels every token")
+        options["pooling"] = pooling
     if source.startswith("random:"):
         preset = source.removeprefix("random:")
         sizes = {"vocab_size": len(tokenizer.id_to_token), "pad_token_id": tokenizer.pad_id, **(overrides or {})}
@@ -183,7 +189,7 @@ def compare_starts(task: Task, train: TaskDataset, held_out: TaskDataset, tokeni
 
     starts: {name: (source, options)}. source is what `model_for_task` takes ("random:mini", a checkpoint folder as a
     str or Path, a hub name), or None for "no checkpoint" (skipped, and said). options: `lr` (required) and any of
-    feature_based, last_n_layers, overrides. A source that cannot be loaded here (the hub, offline) is said and
+    feature_based, last_n_layers, pooling, overrides. A source that cannot be loaded here (the hub, offline) is said and
     skipped. Returns {name: (FinetuneResult, model)} for the starts that ran, each model on `device`, in eval mode.
     """
     from minibert.training import TrainingConfig

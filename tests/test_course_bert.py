@@ -13,6 +13,7 @@ from minibert.course_bert import (
     COURSE_CORPUS,
     RECIPE,
     course_folder,
+    parse_source,
     resolve_start,
     split_held_out,
     unlabelled_documents,
@@ -101,14 +102,43 @@ def test_compare_starts_and_cli_take_course(tmp_path, capsys):
 
 @needs_data
 def test_course_corpus_holds_no_evaluation_text():
-    assert all(source.endswith((":train", ":test", ":validation")) for source in COURSE_CORPUS)
-    tasks = [s for s in COURSE_CORPUS if not s.startswith("wikitext")]
-    assert all(s.endswith(":train") for s in tasks)  # never a task's validation or test text
+    sources = [parse_source(s) for s in COURSE_CORPUS]
+    assert all(split in ("train", "test", "validation") for _, split, _ in sources)
+    assert all(split == "train" for name, split, _ in sources if not name.startswith("wikitext"))  # never a task's
+    # validation or test text
     sst2 = unlabelled_documents("sst2", "train")
     dev = {r["sentence"].strip() for r in task_records("sst2")[1]}
     assert not dev & {s for doc in sst2 for s in doc}
     train, held = split_held_out({"a": [["x"]] * 40, "b": [["y"]] * 3})
     assert len(held) == 2 + 1 and held[:2] == [["x"]] * 2
+
+
+def test_a_source_read_several_times_repeats_its_training_documents_only():
+    assert parse_source("sst2:train*3") == ("sst2", "train", 3)
+    assert parse_source("wikitext-2") == ("wikitext-2", "train", 1)
+    for bad in ("sst2:train*", "sst2:train*0", "sst2:train*x"):
+        with pytest.raises(ValueError, match="how many times"):
+            parse_source(bad)
+    docs = [[f"d{i}"] for i in range(20)]
+    train, held = split_held_out({"a": docs, "b": [["y"]] * 4}, 0.1, {"a": 3})
+    assert held == [["d18"], ["d19"], ["y"]]  # held out once, before the repeat
+    assert train == docs[:18] * 3 + [["y"]] * 3
+
+
+@needs_data
+def test_cli_reads_a_source_several_times(tmp_path, capsys):
+    from minibert.__main__ import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("\n\n".join(f"the cat sat on mat {i} .\nit was a good day {i} ." for i in range(10)) + "\n")
+    out = tmp_path / "run"
+    assert main(["pretrain", "--config", "tiny", "--corpus", f"{text}*2", "--vocab", "bert-base-uncased",
+                 "--seq-len", "32", "--batch-size", "4", "--max-steps", "1", "--no-progress", "--out", str(out),
+                 "--eval-fraction", "0.2"]) == 0
+    said = capsys.readouterr().out
+    assert "(10 documents, training ones 2 times)" in said and "16 documents" in said
+    with pytest.raises(SystemExit, match="how many times"):
+        main(["pretrain", "--config", "tiny", "--corpus", f"{text}*two", "--out", str(out)])
 
 
 @pytest.mark.slow

@@ -585,3 +585,34 @@ def test_compare_starts_trains_every_available_start_and_says_why_others_did_not
                            labels=["negative", "positive"], epochs=1, batch_size=16, say=said.append)
     losses = lambda result: [r["loss"] for r in result.history if "loss" in r]
     assert losses(alone["random"][0]) == losses(done["random"][0])
+
+
+def test_sentence_pooling_reads_the_pooler_the_cls_state_or_the_mean_of_real_tokens(tmp_path):
+    """Lesson 07's three readings of a sentence: the pooler (default), the paper's C and the mean over real tokens,
+    which padding does not change; the choice is saved with the model."""
+    from minibert.tasks import model_for_task
+
+    config = BertConfig.preset("tiny", vocab_size=50, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    ids = torch.randint(5, 50, (2, 6))  # (B, T)
+    padded = torch.cat([ids, torch.zeros(2, 3, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(2, 6, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)], dim=1)
+    models = {}
+    for pooling in ("pooler", "cls", "mean"):
+        torch.manual_seed(0)
+        models[pooling] = BertForSequenceClassification(config, 3, pooling=pooling).eval()
+    with torch.no_grad():
+        out = models["pooler"].bert(ids)
+        head = models["pooler"].classifier
+        torch.testing.assert_close(models["pooler"](ids).logits, head(out.pooler_output))
+        torch.testing.assert_close(models["cls"](ids).logits, head(out.last_hidden_state[:, 0]))
+        torch.testing.assert_close(models["mean"](ids).logits, head(out.last_hidden_state.mean(1)))
+        torch.testing.assert_close(models["mean"](padded, attention_mask=mask).logits, models["mean"](ids).logits,
+                                   atol=1e-5, rtol=1e-5)
+    folder = models["mean"].save_pretrained(tmp_path / "mean")
+    assert BertForSequenceClassification.from_pretrained(folder, verbose=False).pooling == "mean"
+    with pytest.raises(ValueError, match="'pooler', 'cls', 'mean'"):
+        BertForSequenceClassification(config, 3, pooling="max")
+    tok = WordPieceTokenizer.from_vocab_file(data.vocab_file("bert-base-uncased"))
+    with pytest.raises(ValueError, match="for sentence tasks"):
+        model_for_task(TASKS["conll2003"], "random:tiny", tok, ["O"], pooling="mean")

@@ -14,6 +14,7 @@ What it does:
 Records are plain Python dicts:
 - corpora (`wikitext-2`, `wikitext-103`, `bert-sample-text`, `zh-wiki-sample`): {"text"}, one per line
 - `sst2`, `chnsenticorp`: {"sentence", "label"}; `mrpc`, `rte`: {"sentence1", "sentence2", "label"}
+- `stsb`: {"sentence1", "sentence2", "score"}, the score a float in [0, 1] (STS-B's 0-5 divided by 5)
 - NER sets: {"tokens": [...], "ner_tags": ["B-PER", "O", ...]} (tags as strings, BIO)
 - `squad`, `cmrc2018`: {"id", "title", "context", "question", "answers": {"text": [...], "answer_start": [...]}}
 
@@ -71,6 +72,18 @@ RTE_LABELS = ["entailment", "not_entailment"]
 
 def _read_rte(path: Path) -> list[dict]:
     return [{"sentence1": r[1], "sentence2": r[2], "label": RTE_LABELS.index(r[3])} for r in _read_tsv(path)]
+
+
+def _read_stsb(path: Path) -> list[dict]:
+    """GLUE's STS-B/train.tsv and dev.tsv: ten columns, the pair in 8 and 9 (from 1), the 0-5 score in the last."""
+    return [{"sentence1": r[7], "sentence2": r[8], "score": float(r[9]) / 5} for r in _read_tsv(path)]
+
+
+def _hub_stsb(row):
+    """The hub's GLUE STS-B: `label` is the 0-5 score (-1 in the test split, whose scores are hidden: skipped)."""
+    if row["label"] < 0:
+        return None
+    return {"sentence1": row["sentence1"], "sentence2": row["sentence2"], "score": row["label"] / 5}
 
 
 def _read_chnsenticorp(path: Path) -> list[dict]:
@@ -199,6 +212,11 @@ DATASETS: dict[str, DatasetSpec] = {
         "GLUE RTE entailment (0 entailment, 1 not_entailment)", {"train": "rte/train.tsv", "validation": "rte/dev.tsv"},
         _read_rte, ("nyu-mll/glue", "rte"), GLUE,
         lambda r: {"sentence1": r["sentence1"], "sentence2": r["sentence2"], "label": r["label"]}),
+    # STS-B: 8,628 sentence pairs (news, captions, forums) scored 0-5 by annotators for similarity; read as 0-1
+    "stsb": DatasetSpec(
+        "GLUE STS-B sentence similarity (score 0-1: the annotators' 0-5 divided by 5)",
+        {"train": "sts-b/train.tsv", "validation": "sts-b/dev.tsv"}, _read_stsb, ("nyu-mll/glue", "stsb"), GLUE,
+        _hub_stsb),
     # ChnSentiCorp_htl_all: Tan Songbo's hotel reviews, 7,766 rows (5,322 positive, 2,444 negative), one file, no
     # dev/test split. The hub's "ChnSentiCorp" (lansinuote/, seamew/: 9,600/1,200/1,200 rows, a `text` column) is
     # another selection, so online the same CSV is read from its GitHub source, at the commit of SOURCES.md.

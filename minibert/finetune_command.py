@@ -79,7 +79,8 @@ def run(args) -> int:
           f"{model.num_parameters() / 1e6:.1f}M parameters, {model.num_parameters(trainable_only=True):,} "
           f"trained ({'feature-based' if args.feature_based else 'full fine-tuning'}), lr {lr:g}")
     baseline = baseline_metrics(held_out, train)
-    print("baseline (" + {"classification": "majority class", "ner": "all O", "qa": "empty answer"}[task.kind]
+    print("baseline (" + {"classification": "majority class", "similarity": "mean score", "ner": "all O",
+                          "qa": "empty answer"}[task.kind]
           + "): " + "  ".join(f"{k} {v:.4f}" for k, v in baseline.items()))
     epochs = args.epochs if args.epochs is not None else settings.epochs
     cfg = TrainingConfig(max_steps=args.max_steps or 1, batch_size=args.batch_size, lr=lr,

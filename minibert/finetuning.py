@@ -1,8 +1,9 @@
 """Fine-tuning, lessons 07-10: evaluation, the baselines, and `finetune`, the Trainer that keeps the best epoch.
 
 What it does:
-- `predict` and `evaluate` (accuracy and F1, entity-level F1, SQuAD exact match and F1, all on 0-1),
-  `baseline_metrics` (what a model that learned nothing scores: the majority class, all-O, the empty answer).
+- `predict` and `evaluate` (accuracy and F1, similarity correlations, entity-level F1, SQuAD exact match and F1),
+  `baseline_metrics` (what a model that learned nothing scores: the majority class, the mean score, all-O, the empty
+  answer).
 - `finetune(model, train, held_out, config)`: `minibert.training.Trainer` with an evaluation each epoch and the best
   weights kept (`KeepBest`), returning the best metrics, the history and the time per epoch.
 The heads are in `minibert.heads`, each task's data in `minibert.finetuning_data`, and the catalogue of tasks (their
@@ -65,6 +66,12 @@ def classification_metrics(y_true, y_pred, num_labels: int) -> dict[str, float]:
     return {"accuracy": metrics.accuracy(y_true, y_pred), "f1": f1}
 
 
+def similarity_metrics(y_true, y_pred) -> dict[str, float]:
+    """STS-B's metrics: Pearson and Spearman correlations, and the mean squared error (the loss)."""
+    return {"pearson": metrics.pearson(y_true, y_pred), "spearman": metrics.spearman(y_true, y_pred),
+            "mse": metrics.mean_squared_error(y_true, y_pred)}
+
+
 def ner_metrics(dataset: TaskDataset, predicted_tags: list[list[str]]) -> dict[str, float]:
     gold = [r["ner_tags"] for r in dataset.records]
     scores = metrics.entity_prf(gold, predicted_tags)
@@ -76,11 +83,14 @@ def ner_metrics(dataset: TaskDataset, predicted_tags: list[list[str]]) -> dict[s
 def evaluate(model, dataset: TaskDataset, batch_size: int = 64, progress: bool = False, n_best: int | None = None,
              max_answer_length: int = 30) -> dict[str, float]:
     """The task's metrics on a held-out TaskDataset: accuracy and F1 (binary, or macro for more than two classes);
-    entity precision/recall/F1 and word accuracy; or SQuAD exact match and F1 (0-1). Plus the mean "loss"."""
+    Pearson, Spearman and mean squared error of similarity scores; entity precision/recall/F1 and word accuracy; or
+    SQuAD exact match and F1 (0-1). Plus the mean "loss"."""
     logits, loss = predict(model, dataset, batch_size, progress)
     if dataset.task == "classification":
         result = classification_metrics([it["labels"] for it in dataset.items], [int(x.argmax()) for x in logits],
                                         len(dataset.labels))
+    elif dataset.task == "similarity":
+        result = similarity_metrics([it["labels"] for it in dataset.items], [float(x[0]) for x in logits])
     elif dataset.task == "ner":
         result = ner_metrics(dataset, predicted_word_tags(dataset, logits))
     else:
@@ -104,7 +114,7 @@ def predicted_word_tags(dataset: TaskDataset, logits) -> list[list[str]]:
 
 def baseline_metrics(dataset: TaskDataset, train: TaskDataset | None = None) -> dict[str, float]:
     """What a model that learned nothing scores: the most frequent label of `train` (else of `dataset`) for every
-    sentence; 'O' for every word; the empty answer for every question."""
+    sentence; its mean score for every pair; 'O' for every word; the empty answer for every question."""
     if len(dataset) == 0 or (train is not None and len(train) == 0):
         raise ValueError(f"baseline_metrics got an empty {'held-out' if len(dataset) == 0 else 'training'} dataset: "
                          f"there is nothing to score (check the limits and filters that built it)")
@@ -113,6 +123,9 @@ def baseline_metrics(dataset: TaskDataset, train: TaskDataset | None = None) -> 
         majority = max(sorted(set(labels)), key=labels.count)
         return classification_metrics([it["labels"] for it in dataset.items], [majority] * len(dataset),
                                       len(dataset.labels))
+    if dataset.task == "similarity":  # the mean training score for every pair: it ranks nothing (correlations 0)
+        mean = sum(it["labels"] for it in (train or dataset).items) / len((train or dataset).items)
+        return similarity_metrics([it["labels"] for it in dataset.items], [mean] * len(dataset))
     if dataset.task == "ner":
         return ner_metrics(dataset, [["O"] * len(r["tokens"]) for r in dataset.records])
     return metrics.squad_evaluate({}, dataset.records, chinese=dataset.chinese)
@@ -168,7 +181,8 @@ def finetune(model, train: TaskDataset, held_out: TaskDataset, config=None, epoc
 
     `config` is a TrainingConfig; its max_steps becomes epochs x steps per epoch (pass epochs=None to keep it), its
     eval_every one epoch unless set, its warm-up `warmup_ratio` of the steps (None: keep config.warmup_steps).
-    metric: "accuracy" for sentences, "f1" for entities and answers by default; "loss" is minimised.
+    metric: "accuracy" for sentences, "spearman" for similarity scores, "f1" for entities and answers by default;
+    "loss" and "mse" are minimised.
     """
     from minibert.training import Trainer, TrainingConfig
 
@@ -179,7 +193,7 @@ def finetune(model, train: TaskDataset, held_out: TaskDataset, config=None, epoc
     if warmup_ratio is not None:
         config = replace(config, warmup_steps=round(warmup_ratio * config.max_steps))
     config = replace(config, eval_every=config.eval_every or steps_per_epoch, out_dir=out_dir or config.out_dir)
-    metric = metric or ("accuracy" if train.task == "classification" else "f1")
+    metric = metric or {"classification": "accuracy", "similarity": "spearman"}.get(train.task, "f1")
     timer = {"eval": 0.0}
 
     def eval_fn(m):
@@ -189,7 +203,7 @@ def finetune(model, train: TaskDataset, held_out: TaskDataset, config=None, epoc
         return result
 
     folder = Path(config.out_dir) / "best" if config.out_dir else None
-    keep = KeepBest(metric, folder, greater_is_better=metric != "loss", vocab_file=vocab_file)
+    keep = KeepBest(metric, folder, greater_is_better=metric not in ("loss", "mse"), vocab_file=vocab_file)
     trainer = Trainer(model, train, config, eval_fn=eval_fn, callbacks=[keep], vocab_file=vocab_file)
     start = time.perf_counter()
     history = trainer.train()

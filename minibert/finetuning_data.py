@@ -5,6 +5,7 @@ What it does:
   (dynamic padding).
 - `encode_classification`: `[CLS] sentence [SEP]`, or `[CLS] A [SEP] B [SEP]` with segment ids 0/1 for pairs; labels
   outside the label set are an error that names them.
+- `encode_similarity`: a pair and its similarity score in [0, 1], the float label of a regression head.
 - `align_labels` and `encode_ner`: one label per word becomes one label per token: the word's label on its first
   sub-word, -100 (ignored by the loss) on the others and on special tokens.
 - `prepare_qa_features`: question + context in windows of `max_length` tokens that overlap by `stride`, the answer
@@ -65,7 +66,8 @@ def collate(items: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
             out["labels"][row, :n] = torch.tensor(it["labels"])
     for key in ("labels", "start_positions", "end_positions"):
         if key in items[0] and not (key == "labels" and token_labels):
-            out[key] = torch.tensor([it[key] for it in items], dtype=torch.long)  # (B,)
+            scores = isinstance(items[0][key], float)  # a similarity score per pair, else class ids and positions
+            out[key] = torch.tensor([it[key] for it in items], dtype=torch.float if scores else torch.long)  # (B,)
     return out
 
 
@@ -90,6 +92,31 @@ def encode_classification(records, tokenizer, max_length: int = 128, text_keys=(
     encodings = tokenizer.encode_batch(texts, pairs, max_length=max_length) if records else []
     items = [{"input_ids": e.ids, "token_type_ids": e.type_ids, "labels": y} for e, y in zip(encodings, labels)]
     return TaskDataset(items, tokenizer.pad_id, max_length, "classification", labels=list(range(num_labels)),
+                       records=list(records))
+
+
+def encode_similarity(records, tokenizer, max_length: int = 128, text_keys=("sentence1", "sentence2"),
+                      score_key: str = "score") -> TaskDataset:
+    """Pairs with a similarity score in [0, 1] ({"sentence1", "sentence2", "score"}) -> a TaskDataset of
+    [CLS] A [SEP] B [SEP] whose label is the score, a float, for a regression head (num_labels=1, MSE)."""
+    text_keys = tuple(text_keys)
+    if len(text_keys) != 2:
+        raise ValueError(f"text_keys names the two sentences of a pair, got {text_keys}")
+    scores = []
+    for n, r in enumerate(records):
+        missing = [k for k in (*text_keys, score_key) if k not in r]
+        if missing:
+            raise KeyError(f"record {n} has no {missing[0]!r} (its keys: {sorted(r)}). A similarity record is "
+                           f"{{'sentence1', 'sentence2', 'score'}}; for class labels use encode_classification.")
+        y = r[score_key]
+        if isinstance(y, bool) or not isinstance(y, (int, float)) or not 0 <= y <= 1:
+            raise ValueError(f"record {n} has score {y!r}, outside 0..1. STS-B's 0-5 scores are divided by 5 by "
+                             f"load_dataset('stsb'); divide yours by their largest possible value.")
+        scores.append(float(y))
+    encodings = (tokenizer.encode_batch([r[text_keys[0]] for r in records], [r[text_keys[1]] for r in records],
+                                        max_length=max_length) if records else [])
+    items = [{"input_ids": e.ids, "token_type_ids": e.type_ids, "labels": y} for e, y in zip(encodings, scores)]
+    return TaskDataset(items, tokenizer.pad_id, max_length, "similarity", labels=["similarity"],
                        records=list(records))
 
 

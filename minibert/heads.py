@@ -2,7 +2,8 @@
 
 What it does:
 - `BertForSequenceClassification`: softmax(W C + b) on the pooled [CLS] vector C, after dropout, for one sentence or
-  a pair (segment ids tell the two apart). `BertForTokenClassification`: one label per token, read from the last
+  a pair (segment ids tell the two apart); with one output (num_labels=1) a score trained by the mean squared error,
+  as for sentence similarity (STS-B). `BertForTokenClassification`: one label per token, read from the last
   hidden layer or, as the BERT paper did for feature-based NER, from the concatenation of the last four.
   `BertForQuestionAnswering`: a start and an end logit per token. Each `forward(input_ids, token_type_ids,
   attention_mask, labels=... | start_positions=..., end_positions=...)` returns an output with `.loss`, so the one
@@ -11,8 +12,8 @@ What it does:
   folder and says which weights are new; `save_pretrained` writes a folder that `transformers` loads.
   `check_vocab` refuses a tokenizer whose vocab is not the checkpoint's.
 
-What it leaves out: multiple-choice (SWAG) and SQuAD v2 no-answer heads, CRF layers, regression (STS-B), and
-label smoothing.
+What it leaves out: multiple-choice (SWAG) and SQuAD v2 no-answer heads, CRF layers, several regressed scores per
+input, and label smoothing.
 
 Shapes: B batch, T sequence length, C hidden size, K number of labels, L number of layers.
 """
@@ -121,6 +122,8 @@ class _TaskModel(nn.Module):
         if labels is not None:
             extra.update(num_labels=len(labels), id2label={str(i): x for i, x in enumerate(labels)},
                          label2id={x: i for i, x in enumerate(labels)})
+        elif hasattr(self, "num_labels"):  # unnamed labels: their number still decides the head's shape
+            extra.update(num_labels=self.num_labels)
         return extra
 
     def save_pretrained(self, folder, vocab_file=None) -> Path:
@@ -207,6 +210,8 @@ class _TaskModel(nn.Module):
         options = {"feature_based": bool(saved.get("feature_based", False))}
         if "labels" in accepted and "id2label" in raw:
             options["labels"] = [raw["id2label"][str(i)] for i in range(len(raw["id2label"]))]
+        elif "num_labels" in accepted and "num_labels" in raw:
+            options["num_labels"] = int(raw["num_labels"])
         if "last_n_layers" in accepted:
             options["last_n_layers"] = int(saved.get("last_n_layers", 1))
         if "pooling" in accepted:
@@ -237,7 +242,9 @@ def check_vocab(model_or_config, tokenizer, folder=None) -> None:
 
 
 class BertForSequenceClassification(_TaskModel):
-    """One label per sentence (or pair): softmax(W dropout(v) + b), v (B, C) read from the encoder by `pooling`:
+    """One label per sentence (or pair): softmax(W dropout(v) + b), or with num_labels=1 a score W dropout(v) + b
+    trained by the mean squared error (similarity as regression, lesson 08). v (B, C) is read from the encoder by
+    `pooling`:
     "pooler" (the default, Google's code and transformers': tanh(W h_[CLS] + b), pre-trained by NSP), "cls" (the
     paper's C: the last hidden state of [CLS] itself) or "mean" (the average of the real tokens' last hidden states,
     what a frozen MLM-trained encoder offers best: lesson 07's feature-based comparison). Only "pooler" is what a
@@ -258,7 +265,8 @@ class BertForSequenceClassification(_TaskModel):
         self._init_head(feature_based)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> TaskOutput:
-        """labels (B,): class ids. loss: mean cross-entropy."""
+        """labels (B,): class ids; loss: mean cross-entropy. With one output (num_labels=1, a similarity score):
+        labels (B,) floats, loss: mean squared error, as transformers' BertForSequenceClassification computes it."""
         h, pooled = self._encode(input_ids, token_type_ids, attention_mask)  # (B, T, C), (B, C)
         if self.pooling == "cls":
             pooled = h[:, 0]  # (B, C)
@@ -267,7 +275,12 @@ class BertForSequenceClassification(_TaskModel):
             pooled = (h * real).sum(1) / real.sum(1).clamp(min=1)  # (B, C): padding left out
         logits = self.classifier(self.dropout(pooled))  # (B, K)
         loss = None
-        if labels is not None:
+        if labels is not None and self.num_labels == 1:  # regression: one score per input
+            if not labels.is_floating_point() or tuple(labels.shape) != (input_ids.size(0),):
+                raise ValueError(f"a one-output head (num_labels=1) regresses a score: labels must be floats of shape "
+                                 f"({input_ids.size(0)},), got {labels.dtype} of shape {tuple(labels.shape)}")
+            loss = F.mse_loss(logits[:, 0].float(), labels.float())
+        elif labels is not None:
             check_labels("labels", labels, self.num_labels, f"this head has {self.num_labels} classes")
             loss = F.cross_entropy(logits.float(), labels)
         return TaskOutput(logits, loss)

@@ -1,9 +1,11 @@
-"""Metrics for the fine-tuning lessons (07-10): classification, named entities, and SQuAD answers.
+"""Metrics for the fine-tuning lessons (07-10): classification, similarity scores, named entities, and SQuAD answers.
 
 What it does:
 - `accuracy`, `f1_binary` and `f1_macro`: for sentence (pair) classification, on lists, tensors or arrays of labels,
   one per example. Inputs that would quietly score 0 are refused with a message saying what to pass instead: logits
   or probabilities instead of labels, 2-D arrays, unpaired lengths, string labels against numbers.
+- `pearson`, `spearman` and `mean_squared_error`: for a similarity score per pair (STS-B's metrics, lesson 08), on
+  lists, tensors or arrays of numbers; ties share their mean rank, as in `scipy.stats.spearmanr`.
 - `entity_spans(tags)`: the entities of one BIO tag sequence, read the way CoNLL's `conlleval` script (and `seqeval`
   in its default mode) reads them: an I- tag after O, or after a tag of another type, starts a new entity, and a change
   of type ends one. `entity_prf(true_seqs, pred_seqs)`: entity-level precision, recall and F1 (micro-averaged, and
@@ -170,6 +172,73 @@ def f1_macro(y_true, y_pred, labels=None) -> float:
         raise ValueError(f"f1_macro got labels={labels!r} but {problem}: list the classes as they appear in them, or "
                          "pass labels=None for those seen")
     return sum(_f1_of_class(y_true, y_pred, c) for c in labels) / len(labels)
+
+
+# ---------------------------------------------------------------------------------------------- similarity scores
+
+
+def _scores(y_true, y_pred, metric: str) -> tuple[list[float], list[float]]:
+    """Two paired lists of real numbers (a score per example), checked: the same length, at least two, no NaN."""
+    pairs = []
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        shape, _ = _shape_and_floating(values)
+        if shape is not None and len(shape) != 1:
+            raise ValueError(f"{metric} takes one score per example, but {name} has shape {shape}: for a regression "
+                             f"head's (N, 1) output pass output[:, 0]")
+        values = [float(v) for v in values]
+        if any(v != v for v in values):
+            raise ValueError(f"{metric} got NaN in {name}: a diverged model? Check the loss before scoring")
+        pairs.append(values)
+    if len(pairs[0]) != len(pairs[1]):
+        raise ValueError(f"{metric} got {len(pairs[0])} scores in y_true but {len(pairs[1])} in y_pred: they must be "
+                         "paired, one prediction per example")
+    if len(pairs[0]) < 2:
+        raise ValueError(f"{metric} needs at least two examples to correlate, got {len(pairs[0])}")
+    return pairs[0], pairs[1]
+
+
+def _correlation(x: list[float], y: list[float]) -> float:
+    """Pearson's r = cov(x, y) / (std x std y); 0 when either side is constant (scipy says NaN: nothing to read)."""
+    if min(x) == max(x) or min(y) == max(y):
+        return 0.0
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else 0.0
+
+
+def _ranks(x: list[float]) -> list[float]:
+    """1-based ranks; tied values share the mean of their ranks (1, 2.5, 2.5, 4)."""
+    order = sorted(range(len(x)), key=x.__getitem__)
+    ranks = [0.0] * len(x)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def pearson(y_true, y_pred) -> float:
+    """Pearson's correlation of predicted and true scores (-1..1): how well a straight line maps one to the other.
+    GLUE scores STS-B with it and with `spearman`."""
+    return _correlation(*_scores(y_true, y_pred, "pearson"))
+
+
+def spearman(y_true, y_pred) -> float:
+    """Spearman's correlation (-1..1): Pearson's on the ranks, so only the order matters: 1 when the predictions
+    sort the pairs exactly as the gold scores do. The BERT paper reports it for STS-B."""
+    y_true, y_pred = _scores(y_true, y_pred, "spearman")
+    return _correlation(_ranks(y_true), _ranks(y_pred))
+
+
+def mean_squared_error(y_true, y_pred) -> float:
+    """The mean of (prediction - truth)^2: the regression head's loss."""
+    y_true, y_pred = _scores(y_true, y_pred, "mean_squared_error")
+    return sum((p - t) ** 2 for t, p in zip(y_true, y_pred)) / len(y_true)
 
 
 # ---------------------------------------------------------------------------------------------- named entities

@@ -1,8 +1,8 @@
 """The tasks of lessons 07-10 by name: their datasets, their quick and full settings, and several starts compared.
 
 What it does:
-- `TASKS`: every task of the course (SST-2, MRPC, RTE, ChnSentiCorp; CoNLL-2003, WNUT-17, WikiANN and the Chinese NER
-  sets; SQuAD v1.1 and CMRC 2018), each with its kind, dataset, vocabulary and metric.
+- `TASKS`: every task of the course (SST-2, MRPC, RTE, ChnSentiCorp; STS-B similarity; CoNLL-2003, WNUT-17, WikiANN
+  and the Chinese NER sets; SQuAD v1.1 and CMRC 2018), each with its kind, dataset, vocabulary and metric.
 - `run_settings(task, quick)`: the one definition of quick mode (slices that train in seconds on a laptop CPU) and
   full mode (whole datasets), read by the command line, the lessons and the course BERT's comparisons.
 - `task_records`: a task's train and held-out records, with a held-out split carved out (and said so) when the real
@@ -25,6 +25,7 @@ from minibert.finetuning_data import (
     TaskDataset,
     encode_classification,
     encode_ner,
+    encode_similarity,
     prepare_qa_features,
 )
 from minibert.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
@@ -39,7 +40,7 @@ class Task:
     """A fine-tuning task of the course: which dataset, which head, which vocab, which metric decides."""
 
     name: str
-    kind: str  # "classification", "ner" or "qa"
+    kind: str  # "classification", "similarity" (a score per pair, regression), "ner" or "qa"
     dataset: str
     vocab: str = "bert-base-uncased"
     text_keys: tuple[str, ...] = ("sentence",)
@@ -57,6 +58,8 @@ TASKS = {t.name: t for t in [
          label_names=("not_equivalent", "equivalent"), metric="f1"),
     Task("rte", "classification", "rte", text_keys=("sentence1", "sentence2"),
          label_names=("entailment", "not_entailment")),
+    Task("stsb", "similarity", "stsb", text_keys=("sentence1", "sentence2"), label_names=("similarity",),
+         metric="spearman"),
     Task("chnsenticorp", "classification", "chnsenticorp", vocab="bert-base-chinese"),
     *[Task(n, "ner", n, metric="f1") for n in ("conll2003", "wnut17", "wikiann-en")],
     *[Task(n, "ner", n, vocab="bert-base-chinese", metric="f1")
@@ -80,10 +83,12 @@ class RunSettings:
 
 # quick mode: slices that train in seconds to a minute on a laptop CPU, by task kind, and for CMRC2018, whose long
 # contexts (one token per character) give four windows per question
-QUICK = {"classification": RunSettings(2000, 500, 128, 64, 3), "ner": RunSettings(1000, 300, 128, 64, 3),
+QUICK = {"classification": RunSettings(2000, 500, 128, 64, 3), "similarity": RunSettings(2000, 500, 128, 64, 3),
+         "ner": RunSettings(1000, 300, 128, 64, 3),
          "qa": RunSettings(1000, 300, 128, 64, 2), "cmrc2018": RunSettings(300, 100, 128, 64, 2)}
 # full mode: every record, and for QA 384-token windows that share 128 tokens (Hugging Face's run_qa.py defaults)
-FULL = {"classification": RunSettings(None, None, 128, 128, 3), "ner": RunSettings(None, None, 128, 128, 3),
+FULL = {"classification": RunSettings(None, None, 128, 128, 3), "similarity": RunSettings(None, None, 128, 128, 3),
+        "ner": RunSettings(None, None, 128, 128, 3),
         "qa": RunSettings(None, None, 384, 128, 2)}
 
 
@@ -144,6 +149,8 @@ def encode_task(task: Task, records, tokenizer, labels, max_length: int = 128, s
     """The TaskDataset of a task's records (the right `encode_*` or `prepare_qa_features`)."""
     if task.kind == "classification":
         return encode_classification(records, tokenizer, max_length, task.text_keys, num_labels=len(labels))
+    if task.kind == "similarity":
+        return encode_similarity(records, tokenizer, max_length, task.text_keys)
     if task.kind == "ner":
         return encode_ner(records, tokenizer, labels, max_length)
     return prepare_qa_features(records, tokenizer, max_length, stride, training=training, chinese=task.chinese)
@@ -159,15 +166,20 @@ def model_for_task(task: Task, source: str, tokenizer, labels=None, feature_base
     from minibert.course_bert import resolve_start
 
     source = resolve_start(str(source))
-    cls = {"classification": BertForSequenceClassification, "ner": BertForTokenClassification,
-           "qa": BertForQuestionAnswering}[task.kind]
+    sentence_level = task.kind in ("classification", "similarity")  # one output per input, read from [CLS]
+    cls = {"classification": BertForSequenceClassification, "similarity": BertForSequenceClassification,
+           "ner": BertForTokenClassification, "qa": BertForQuestionAnswering}[task.kind]
     options = {"feature_based": feature_based}
-    if task.kind != "classification":
+    if not sentence_level:
         options["last_n_layers"] = last_n_layers
+    if task.kind == "similarity":
+        labels = list(labels or task.label_names)
+        if len(labels) != 1:
+            raise ValueError(f"{task.name} regresses one score per pair, so it takes one label name, got {labels}")
     if task.kind != "qa":
         options["labels"] = labels
     if pooling is not None:
-        if task.kind != "classification":
+        if not sentence_level:
             raise ValueError(f"pooling={pooling!r} is for sentence tasks; {task.name} labels every token")
         options["pooling"] = pooling
     if source.startswith("random:"):

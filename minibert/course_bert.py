@@ -132,7 +132,7 @@ def quick_task_data(task, tokenizer, max_length: int | None = None):
 
 
 def random_vs_course(task, feature_based: bool = False, epochs: float | None = None, say=print,
-                     models: dict | None = None) -> dict:
+                     models: dict | None = None, progress: bool | None = None) -> dict:
     """Quick mode's comparison in lessons 07-10: the course BERT's architecture from random weights
     ("random:course") and from the shipped checkpoint ("course"), fine-tuned alike (QUICK_FINETUNING, seed 0) on
     the task's quick slices.
@@ -140,8 +140,10 @@ def random_vs_course(task, feature_based: bool = False, epochs: float | None = N
     lr (a sentence classifier then reads the mean of the token vectors, pooling="mean": the pooler and [CLS] were
     trained by NSP only). Returns {start name: held-out metrics}, with the task's baseline (majority class, all O,
     empty answer) under "baseline". `models`, a dict, receives {start name: (fine-tuned model, tokenizer)} for a
-    lesson that asks them more."""
+    lesson that asks them more. `progress`: progress bars (None: unless MINIBERT_PROGRESS=0, as a lesson's
+    S.progress)."""
     from minibert.finetuning import baseline_metrics
+    from minibert.runtime import progress_enabled
     from minibert.tasks import compare_starts, run_settings
     from minibert.tokenizer import WordPieceTokenizer
 
@@ -156,8 +158,8 @@ def random_vs_course(task, feature_based: bool = False, epochs: float | None = N
                    for name, (source, _) in list(starts.items())}
     runs = compare_starts(task, train, held, tokenizer, starts, labels=labels if task.kind != "qa" else None,
                           epochs=epochs or run_settings(task, quick=True).epochs,
-                          batch_size=QUICK_FINETUNING["batch_size"],
-                          say=say)
+                          batch_size=QUICK_FINETUNING["batch_size"], say=say,
+                          progress=progress_enabled() if progress is None else progress)
     if models is not None:
         models.update({name: (model, tokenizer) for name, (_, model) in runs.items()})
     results = {"baseline": baseline_metrics(held, train)}

@@ -151,14 +151,19 @@ class Settings:
         )
 
 
+def progress_enabled() -> bool:
+    """Progress bars while training: yes, unless MINIBERT_PROGRESS=0 (the tests and the scripts that store outputs
+    set it: in a notebook each bar is a widget, and a long cell sends the kernel's channel thousands of updates)."""
+    return _env_flag("MINIBERT_PROGRESS") is not False
+
+
 def setup(seed: int = 0, verbose: bool = True) -> Settings:
     """The settings cell of every lesson: seed everything, pick mode, device and precision, and say so."""
     from minibert.data import data_dir
 
     seed_everything(seed)
     device = pick_device()
-    progress = _env_flag("MINIBERT_PROGRESS")
-    settings = Settings(seed, is_quick(), device, pick_precision(device), data_dir(), progress is not False)
+    settings = Settings(seed, is_quick(), device, pick_precision(device), data_dir(), progress_enabled())
     if verbose:
         print(settings.describe())
     return settings

@@ -14,6 +14,7 @@ from minibert.course_bert import (
     RECIPE,
     course_folder,
     parse_source,
+    random_vs_course,
     resolve_start,
     split_held_out,
     unlabelled_documents,
@@ -157,3 +158,18 @@ def test_recipe_reproduces_the_shipped_history(tmp_path):
     assert ours[0]["step"] == first
     for key in ("loss", "mlm_loss", "nsp_loss"):  # another CPU may sum in another order: the 4th digit
         assert ours[0][key] == pytest.approx(shipped[0][key], rel=1e-3), key
+
+
+@needs_data
+def test_random_vs_course_follows_minibert_progress(monkeypatch):
+    """Its progress bars ignored MINIBERT_PROGRESS=0: in a lesson under nbval each bar is a widget, and the RTE cell's
+    thousands of updates overflowed the kernel's output channel on a slow machine (CI: 'Timeout ... waiting for
+    output')."""
+    import minibert.tasks
+
+    seen = []
+    monkeypatch.setattr(minibert.tasks, "compare_starts", lambda *a, **k: seen.append(k["progress"]) or {})
+    for env, given, expected in (("0", None, False), ("1", None, True), ("0", True, True)):
+        monkeypatch.setenv("MINIBERT_PROGRESS", env)
+        random_vs_course(TASKS["mrpc"], say=lambda line: None, progress=given)
+        assert seen[-1] is expected, (env, given)

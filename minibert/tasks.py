@@ -83,20 +83,19 @@ class RunSettings:
 
 # quick mode: slices that train in seconds to a minute on a laptop CPU, by task kind, and for CMRC2018, whose long
 # contexts (one token per character) give four windows per question
-QUICK = {"classification": RunSettings(2000, 500, 128, 64, 3), "similarity": RunSettings(2000, 500, 128, 64, 3),
-         "ner": RunSettings(1000, 300, 128, 64, 3),
+QUICK = {"classification": RunSettings(2000, 500, 128, 64, 3), "ner": RunSettings(1000, 300, 128, 64, 3),
          "qa": RunSettings(1000, 300, 128, 64, 2), "cmrc2018": RunSettings(300, 100, 128, 64, 2)}
 # full mode: every record, and for QA 384-token windows that share 128 tokens (Hugging Face's run_qa.py defaults)
-FULL = {"classification": RunSettings(None, None, 128, 128, 3), "similarity": RunSettings(None, None, 128, 128, 3),
-        "ner": RunSettings(None, None, 128, 128, 3),
+FULL = {"classification": RunSettings(None, None, 128, 128, 3), "ner": RunSettings(None, None, 128, 128, 3),
         "qa": RunSettings(None, None, 384, 128, 2)}
 
 
 def run_settings(task: Task | str, quick: bool) -> RunSettings:
-    """The task's quick-mode or full-mode settings (by its name where it has its own, else by its kind)."""
+    """The task's quick-mode or full-mode settings (by its name where it has its own, else by its kind; a pair
+    scored for similarity is sized like a pair classified)."""
     task = TASKS[task] if isinstance(task, str) else task
     table = QUICK if quick else FULL
-    return table.get(task.name, table[task.kind])
+    return table.get(task.name, table["classification" if task.kind == "similarity" else task.kind])
 
 
 def task_records(task: Task | str, seed: int = 0, held_out_fraction: float = 0.2, say=print,
@@ -167,8 +166,8 @@ def model_for_task(task: Task, source: str, tokenizer, labels=None, feature_base
 
     source = resolve_start(str(source))
     sentence_level = task.kind in ("classification", "similarity")  # one output per input, read from [CLS]
-    cls = {"classification": BertForSequenceClassification, "similarity": BertForSequenceClassification,
-           "ner": BertForTokenClassification, "qa": BertForQuestionAnswering}[task.kind]
+    cls = BertForSequenceClassification if sentence_level else {"ner": BertForTokenClassification,
+                                                                 "qa": BertForQuestionAnswering}[task.kind]
     options = {"feature_based": feature_based}
     if not sentence_level:
         options["last_n_layers"] = last_n_layers

@@ -93,8 +93,7 @@ def test_real_datasets_library_offline_gives_our_error(tmp_path, monkeypatch):
     data._load_cached.cache_clear()
 
 
-def test_hub_rows_are_converted_to_the_local_records(monkeypatch, tmp_path):
-    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))  # no local copy: the hub path is taken
+def test_hub_rows_are_converted_to_the_local_records(fake_hub):
     calls = []
 
     def fake_load_dataset(hub_id, config, split):
@@ -104,31 +103,26 @@ def test_hub_rows_are_converted_to_the_local_records(monkeypatch, tmp_path):
         return [{"id": "a", "title": "T", "context": "abc def", "question": "q?",
                  "answers": {"text": ["def"], "answer_start": [4]}}]
 
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=fake_load_dataset))
-    data._load_cached.cache_clear()
+    fake_hub(fake_load_dataset)  # no local copy: the hub path is taken
     assert data.load_dataset("conll2003", "validation") == [{"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}]
     assert data.load_dataset("squad", "train")[0]["answers"] == {"text": ["def"], "answer_start": [4]}
     assert calls == [("eriktks/conll2003", None, "validation"), ("rajpurkar/squad", None, "train")]
-    data._load_cached.cache_clear()
 
 
-def test_weibo_ner_from_the_hub_has_the_local_copys_tags(monkeypatch, tmp_path, data_dir):
+def test_weibo_ner_from_the_hub_has_the_local_copys_tags(fake_hub, data_dir):
     """The hub numbers Weibo's 17 tags; each number must name the tag the local file writes (it once named none)."""
     local = data.load_dataset("weibo-ner", "train")
     local_tags = sorted({t for r in local for t in r["ner_tags"]})
     assert data.WEIBO_TAGS[0] == "B-GPE.NAM" and data.WEIBO_TAGS[-1] == "O" and len(data.WEIBO_TAGS) == 17
     assert set(local_tags) <= set(data.WEIBO_TAGS)
     numbered = [[data.WEIBO_TAGS.index(t) for t in r["ner_tags"]] for r in local[:50]]
-    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))  # no local copy: the hub path is taken
 
     def fake_load_dataset(hub_id, config, split):
         assert hub_id == "hltcoe/weibo_ner"
         return [{"id": str(i), "tokens": r["tokens"], "ner_tags": n} for i, (r, n) in enumerate(zip(local, numbered))]
 
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=fake_load_dataset))
-    data._load_cached.cache_clear()
+    fake_hub(fake_load_dataset)  # no local copy: the hub path is taken
     assert data.load_dataset("weibo-ner", "train") == local[:50]
-    data._load_cached.cache_clear()
 
 
 def test_vocab_files(data_dir):

@@ -2,8 +2,6 @@
 Pearson and Spearman against scipy, fine-tuning, the command line and the round trip into transformers."""
 
 import random
-import sys
-import types
 
 import pytest
 import torch
@@ -91,8 +89,7 @@ def test_stsb_reads_glues_local_files_with_scores_divided_by_5(tmp_path, monkeyp
     data._load_cached.cache_clear()
 
 
-def test_stsb_from_the_hub_is_scaled_and_its_hidden_test_scores_are_skipped(monkeypatch, tmp_path):
-    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))  # no local copy: the hub path is taken
+def test_stsb_from_the_hub_is_scaled_and_its_hidden_test_scores_are_skipped(fake_hub):
     calls = []
 
     def fake_load_dataset(hub_id, config, split):
@@ -100,12 +97,10 @@ def test_stsb_from_the_hub_is_scaled_and_its_hidden_test_scores_are_skipped(monk
         return [{"sentence1": "A man plays.", "sentence2": "A man is playing.", "label": 4.6, "idx": 0},
                 {"sentence1": "x", "sentence2": "y", "label": -1.0, "idx": 1}]
 
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=fake_load_dataset))
-    data._load_cached.cache_clear()
+    fake_hub(fake_load_dataset)  # no local copy: the hub path is taken
     records = data.load_dataset("stsb", "validation")
     assert calls == [("nyu-mll/glue", "stsb", "validation")]
     assert len(records) == 1 and records[0]["score"] == pytest.approx(0.92)
-    data._load_cached.cache_clear()
 
 
 def test_encode_similarity_gives_float_labels_and_refuses_scores_outside_0_1(tok):
